@@ -1,0 +1,1 @@
+"""Paydesk core: the payments domain, providers, services and the `paydesk` CLI."""

@@ -1,0 +1,463 @@
+"""`paydesk`: the operator's command line.
+
+Every command that changes data goes through the same services as the dashboard and the API, in
+one transaction, with the audit log written alongside. Errors a person can fix (bad input, unknown
+reference) print one clear line and exit with status 2; nothing is half-done.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from payments_core import migrations
+from payments_core.config import get_settings
+from payments_core.db import get_engine, read_engine, transaction
+from payments_core.models import (
+    Dispute,
+    ManualProof,
+    Payment,
+    PaymentEvent,
+    PaymentPublic,
+    Refund,
+    Role,
+)
+from payments_core.money import format_amount
+from payments_core.services.audit import verify_chain
+from payments_core.services.payments import get_payment_by_reference
+from payments_core.services.seed import seed_demo_data
+from payments_core.services.users import UserError, create_user, get_user_by_email
+
+app = typer.Typer(help="Paydesk: payments operations back office.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage people who sign in.", no_args_is_help=True)
+payments_app = typer.Typer(help="Look at payments.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(payments_app, name="payments")
+app.add_typer(audit_app, name="audit")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DEMO_ADMIN_EMAIL = "admin@paydesk.local"
+
+
+def cli_actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _engine() -> Engine:
+    return get_engine()
+
+
+# --- schema ------------------------------------------------------------------------------------
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema to the latest revision."""
+    engine = _engine()
+    migrations.upgrade(engine)
+    console.print(
+        f"database at revision {migrations.current_revision(engine)} "
+        f"({engine.url.render_as_string(hide_password=True)})",
+        highlight=False,
+    )
+
+
+@app.command()
+def makemigration(message: str) -> None:
+    """(Development) autogenerate a migration from the models."""
+    migrations.make_revision(_engine(), message)
+
+
+def _require_schema(engine: Engine) -> None:
+    if migrations.current_revision(engine) != migrations.head_revision(engine):
+        fail("the database schema is not up to date: run `paydesk migrate` first")
+
+
+# --- demo data ---------------------------------------------------------------------------------
+
+
+def _payment_count(engine: Engine) -> int:
+    with Session(read_engine(engine)) as session:
+        return session.exec(select(func.count()).select_from(Payment)).one()
+
+
+@app.command()
+def seed(
+    payments: Annotated[int, typer.Option(min=0, help="How many payments to create.")] = 20_000,
+    days: Annotated[int, typer.Option(min=1, help="Spread over this many days.")] = 90,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same data.")] = 1,
+    until: Annotated[
+        str | None, typer.Option(help="Last day (YYYY-MM-DD, UTC); default today.")
+    ] = None,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Do nothing when payments exist.")
+    ] = False,
+) -> None:
+    """Fill the database with realistic, deterministic demo data."""
+    engine = _engine()
+    _require_schema(engine)
+    if if_empty and (existing := _payment_count(engine)):
+        console.print(f"{existing} payments already present: not seeding")
+        return
+    try:
+        until_date = date.fromisoformat(until) if until else None
+    except ValueError:
+        fail(f"--until must be a date like 2026-11-25, got {until!r}")
+    with Progress(
+        TextColumn("seeding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("payments", total=payments)
+        report = seed_demo_data(
+            engine=engine,
+            payments=payments,
+            days=days,
+            seed=seed,
+            until=until_date,
+            progress=lambda n: progress.advance(task, n),
+        )
+    console.print(
+        f"seeded {report.payments} payments, {report.refunds} refunds, {report.disputes} "
+        f"disputes, {report.proofs} proofs, {report.webhook_events} webhook events "
+        f"in {report.seconds:.1f} s"
+    )
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            fail("no password on standard input")
+        return password
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        fail("the two passwords differ")
+    return first
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Option(help="Sign-in email address.")],
+    role: Annotated[str, typer.Option(help="analyst, finance, manager or admin.")],
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create a user; the password is prompted (never echoed) or read from stdin."""
+    engine = _engine()
+    _require_schema(engine)
+    password = _read_password(password_stdin)
+    try:
+        with transaction(engine) as session:
+            user = create_user(
+                session=session,
+                email=email,
+                role=role,
+                password=password,
+                display_name=name,
+                actor=cli_actor(),
+            )
+            console.print(f"created {user.role} {user.email}", highlight=False)
+    except UserError as exc:
+        fail(str(exc))
+
+
+def ensure_demo_admin(engine: Engine, credentials_file: Path) -> tuple[str, str]:
+    """The demo admin's email and password, creating the user on first use (development only)."""
+    if credentials_file.exists():
+        email, password = credentials_file.read_text().split("\n")[:2]
+    else:
+        email, password = DEMO_ADMIN_EMAIL, secrets.token_urlsafe(12)
+    with transaction(engine) as session:
+        if get_user_by_email(session=session, email=email) is None:
+            create_user(
+                session=session,
+                email=email,
+                role=Role.ADMIN,
+                password=password,
+                display_name="Demo admin",
+                actor="system:dev",
+            )
+    credentials_file.parent.mkdir(parents=True, exist_ok=True)
+    credentials_file.write_text(f"{email}\n{password}\n")
+    credentials_file.chmod(0o600)
+    return email, password
+
+
+# --- payments ----------------------------------------------------------------------------------
+
+
+def payment_details(session: Session, payment: Payment) -> dict[str, Any]:
+    """Everything `payments show` prints, as JSON-ready data (amounts in minor units + currency)."""
+
+    def rows(model: Any, order: Any) -> list[dict[str, Any]]:
+        statement = select(model).where(model.payment_id == payment.id).order_by(order)
+        return [r.model_dump(mode="json") for r in session.exec(statement)]
+
+    public = PaymentPublic.model_validate(payment, from_attributes=True).model_dump(mode="json")
+    public["amount_display"] = format_amount(payment.amount_minor, payment.currency)
+    return {
+        "payment": public,
+        "refunds": rows(Refund, col(Refund.created_at)),
+        "disputes": rows(Dispute, col(Dispute.created_at)),
+        "proofs": rows(ManualProof, col(ManualProof.created_at)),
+        "timeline": rows(PaymentEvent, (col(PaymentEvent.at), col(PaymentEvent.id))),
+    }
+
+
+@payments_app.command("show")
+def payments_show(
+    reference: Annotated[str, typer.Argument(help="Payment id, provider or host reference.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one payment with its refunds, disputes, proofs and timeline."""
+    engine = _engine()
+    _require_schema(engine)
+    with Session(read_engine(engine)) as session:
+        try:
+            payment = get_payment_by_reference(session=session, reference=reference)
+        except LookupError as exc:
+            fail(str(exc.args[0]))
+        details = payment_details(session, payment)
+    if as_json:
+        sys.stdout.write(json.dumps(details, indent=2, ensure_ascii=False) + "\n")
+        return
+    _print_payment(details)
+
+
+def _money(minor: int, currency: str) -> str:
+    return format_amount(minor, currency)
+
+
+def _print_payment(details: dict[str, Any]) -> None:
+    p = details["payment"]
+    cur = p["currency"]
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    for label, value in [
+        ("Payment", p["id"]),
+        (
+            "Status",
+            p["status"] + (f"  (review: {p['review_reason']})" if p["review_reason"] else ""),
+        ),
+        ("Amount", _money(p["amount_minor"], cur)),
+        ("Captured", _money(p["captured_minor"], cur)),
+        (
+            "Refunded",
+            _money(p["refunded_minor"], cur)
+            + (
+                f" (+{_money(p['refund_pending_minor'], cur)} in flight)"
+                if p["refund_pending_minor"]
+                else ""
+            ),
+        ),
+        ("Disputed", _money(p["disputed_minor"], cur)),
+        ("Provider", f"{p['provider']} {p['provider_reference'] or ''}".strip()),
+        ("Method", p["method"]),
+        ("Host reference", p["host_reference"] or "-"),
+        (
+            "Customer",
+            " ".join(x for x in (p["customer_name"], p["customer_email"], p["customer_phone"]) if x)
+            or "-",
+        ),
+        ("Created", p["created_at"]),
+        ("Paid", p["paid_at"] or "-"),
+        ("Failure", p["failure_reason"] or "-"),
+    ]:
+        summary.add_row(label, str(value))
+    console.print(summary, highlight=False)
+    for title, key, columns in [
+        ("Refunds", "refunds", ("id", "status", "amount_minor", "reason", "requested_by")),
+        ("Disputes", "disputes", ("id", "status", "amount_minor", "reason", "evidence_due_at")),
+        ("Proofs", "proofs", ("id", "status", "amount_minor", "kind", "reference")),
+    ]:
+        if details[key]:
+            table = Table(title=title, title_justify="left")
+            for column in columns:
+                table.add_column(column.replace("_minor", ""))
+            for row in details[key]:
+                table.add_row(
+                    *[
+                        _money(row[c], row["currency"])
+                        if c.endswith("_minor")
+                        else str(row[c] or "")
+                        for c in columns
+                    ]
+                )
+            console.print(table)
+    timeline = Table(title="Timeline", title_justify="left")
+    for column in ("at", "kind", "actor", "summary"):
+        timeline.add_column(column)
+    for event in details["timeline"]:
+        timeline.add_row(event["at"], event["kind"], event["actor"], event["summary"])
+    console.print(timeline, highlight=False)
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit hash chain; report the first entry that was altered or deleted."""
+    engine = _engine()
+    _require_schema(engine)
+    with Session(read_engine(engine)) as session:
+        report = verify_chain(session=session)
+    if report.ok:
+        console.print(
+            f"audit chain intact: {report.checked} entries, head {report.head_hash}",
+            highlight=False,
+        )
+        return
+    err_console.print(
+        f"[bold red]audit chain broken[/] at entry seq={report.broken_seq} "
+        f"(id={report.broken_id}): {report.problem}. "
+        f"{report.checked} entries before it are intact.",
+        highlight=False,
+    )
+    raise typer.Exit(1)
+
+
+# --- services ----------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+) -> None:
+    """Run the webhook server (ASGI, uvicorn)."""
+    import uvicorn
+
+    settings = get_settings()
+    # By import string: payments_core does not import the webhook server package.
+    uvicorn.run(
+        "webhook_server.app:app",
+        host=host or settings.webhook_host,
+        port=port or settings.webhook_port,
+        log_level="info",
+    )
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    command: Sequence[str]
+    url: str
+
+
+def dev_services() -> list[Service]:
+    """What `make run` starts next to each other (later work adds the worker and dashboard)."""
+    settings = get_settings()
+    paydesk = [sys.executable, "-m", "payments_core.cli"]
+    base = f"http://{settings.webhook_host}:{settings.webhook_port}"
+    return [
+        Service("webhook server", [*paydesk, "serve"], f"{base}/healthz"),
+    ]
+
+
+@app.command()
+def dev(
+    seed_payments: Annotated[
+        int, typer.Option(help="Demo payments to seed when the database is empty.")
+    ] = 20_000,
+    no_services: Annotated[
+        bool, typer.Option("--no-services", help="Prepare the database, start nothing.")
+    ] = False,
+) -> None:
+    """Prepare a development database (migrate, seed, demo admin) and run every service."""
+    settings = get_settings()
+    if not settings.is_development:
+        fail("`paydesk dev` is for PAYDESK_ENV=development (it creates a demo admin)")
+    engine = _engine()
+    migrations.upgrade(engine)
+    console.print(f"database: {engine.url.render_as_string(hide_password=True)}", highlight=False)
+    if _payment_count(engine) == 0:
+        seed(payments=seed_payments, days=90, seed=1, until=None, if_empty=True)
+    email, password = ensure_demo_admin(engine, settings.var_dir / "demo-admin.txt")
+    console.print(
+        f"demo admin: [bold]{email}[/] / [bold]{password}[/] (development only)", highlight=False
+    )
+    if no_services:
+        return
+    run_services(dev_services())
+
+
+def run_services(services: Sequence[Service]) -> None:
+    """Start every service, print where it is, stop them all on Ctrl-C or when one exits."""
+    processes: list[tuple[Service, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for service in services:
+            processes.append((service, subprocess.Popen(service.command, env=os.environ.copy())))
+        for service in services:
+            console.print(f"  {service.name}: {service.url}", highlight=False)
+        console.print("press Ctrl-C to stop")
+        while not stopping:
+            for service, process in processes:
+                if process.poll() is not None:
+                    err_console.print(f"{service.name} exited with {process.returncode}")
+                    stopping = True
+            time.sleep(0.2)
+    finally:
+        for _, process in processes:
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + 10
+        for _, process in processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+        console.print("stopped")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

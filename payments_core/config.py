@@ -1,0 +1,114 @@
+"""Settings: one pydantic-settings class, read lazily from the environment and `.env`.
+
+`get_settings()` is cached; tests and commands that change the environment call
+`get_settings.cache_clear()`. Secrets that still hold a placeholder from `.env.example`
+(anything starting with ``change-me``) are accepted only when ``PAYDESK_ENV=development``; in
+``test`` and ``production`` the process refuses to start rather than run with a guessable secret.
+"""
+
+from __future__ import annotations
+
+import enum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PLACEHOLDER_PREFIX = "change-me"
+
+
+class Environment(enum.StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    paydesk_env: Environment = Environment.DEVELOPMENT
+    # Directory for the SQLite database, uploaded proofs and other local state.
+    var_dir: Path = PROJECT_ROOT / "var"
+    database_url: str = ""
+    # Pool size for PostgreSQL; SQLite uses one connection per thread.
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+
+    secret_key: SecretStr = SecretStr("change-me-development-secret-key")
+
+    # Provider credentials. Empty means "not configured": that provider's operations are refused.
+    stripe_api_key: SecretStr = SecretStr("")
+    stripe_webhook_secret: SecretStr = SecretStr("")
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_test_mode: bool = True
+
+    postfinance_space_id: int = 0
+    postfinance_user_id: int = 0
+    postfinance_authentication_key: SecretStr = SecretStr("")
+    postfinance_api_base: str = "https://checkout.postfinance.ch/api/v2.0"
+    postfinance_test_mode: bool = True
+
+    paystack_secret_key: SecretStr = SecretStr("")
+    paystack_api_base: str = "https://api.paystack.co"
+    paystack_test_mode: bool = True
+
+    mpesa_consumer_key: SecretStr = SecretStr("")
+    mpesa_consumer_secret: SecretStr = SecretStr("")
+    mpesa_shortcode: str = "174379"
+    mpesa_passkey: SecretStr = SecretStr("")
+    mpesa_api_base: str = "https://sandbox.safaricom.co.ke"
+    mpesa_test_mode: bool = True
+
+    dummy_webhook_secret: SecretStr = SecretStr("")
+
+    # Where `make run` / `paydesk dev` serve the webhook server.
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = Field(default=8000, ge=1, le=65535)
+
+    @field_validator("var_dir")
+    @classmethod
+    def _absolute_var_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _strip_url(cls, value: str) -> str:
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_development(self) -> Settings:
+        if self.paydesk_env is not Environment.DEVELOPMENT:
+            offenders = sorted(
+                name
+                for name, value in self.__dict__.items()
+                if isinstance(value, SecretStr)
+                and value.get_secret_value().startswith(PLACEHOLDER_PREFIX)
+            )
+            if len(self.secret_key.get_secret_value()) < 32:
+                offenders.append("secret_key (needs at least 32 characters)")
+            if offenders:
+                names = ", ".join(name.upper() for name in offenders)
+                raise ValueError(
+                    "placeholder or weak secrets are not allowed when "
+                    f"PAYDESK_ENV={self.paydesk_env}: {names}. "
+                    "Set real values, or leave an unused provider's key empty."
+                )
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.var_dir / 'paydesk.sqlite3'}"
+
+    @property
+    def is_development(self) -> bool:
+        return self.paydesk_env is Environment.DEVELOPMENT
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Provider adapters; see base.py."""

@@ -1,0 +1,73 @@
+"""What `make run` runs (`paydesk dev`): prepare the database, print credentials, start the
+services, and stop every one of them on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, func, select
+
+from payments_core.models import AppUser, Payment
+from payments_core.services.users import password_matches
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_dev_prepares_database_serves_and_stops_on_ctrl_c(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    port = _free_port()
+    env = os.environ | {
+        "PAYDESK_ENV": "development",
+        "DATABASE_URL": db_url,
+        "VAR_DIR": str(tmp_path / "var"),
+        "WEBHOOK_PORT": str(port),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "payments_core.cli", "dev", "--seed-payments", "200"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        healthy = False
+        while time.monotonic() < deadline and not healthy:
+            try:
+                healthy = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert healthy, "the webhook server did not come up"
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    assert f"http://127.0.0.1:{port}/healthz" in output
+    assert "seeded 200 payments" in output
+    assert "stopped" in output
+    email, password = (tmp_path / "var" / "demo-admin.txt").read_text().split("\n")[:2]
+    assert f"demo admin: {email} / {password}" in output
+    with Session(engine) as session:
+        assert session.exec(select(func.count()).select_from(Payment)).one() == 200
+        admin = session.exec(select(AppUser)).one()
+        assert admin.role == "admin" and password_matches(admin, password)
+    # Nothing is left listening.
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0

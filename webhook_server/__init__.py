@@ -1,0 +1,1 @@
+"""The ASGI side of Paydesk: provider webhooks, the host-application API, health and metrics."""
