@@ -33,10 +33,19 @@ def bare_insert_seconds(folder: Path, n: int) -> float:
     created = datetime(2026, 1, 1, tzinfo=UTC)
     rows = [
         {
-            "id": f"pay_{i:026d}", "provider": "stripe", "provider_reference": f"pi_{i}",
-            "amount_minor": 1000 + i, "currency": "CHF", "method": "card", "status": "succeeded",
-            "captured_minor": 1000 + i, "livemode": True, "host_metadata": {},
-            "created_at": created, "updated_at": created, "status_changed_at": created,
+            "id": f"pay_{i:026d}",
+            "provider": "stripe",
+            "provider_reference": f"pi_{i}",
+            "amount_minor": 1000 + i,
+            "currency": "CHF",
+            "method": "card",
+            "status": "succeeded",
+            "captured_minor": 1000 + i,
+            "livemode": True,
+            "host_metadata": {},
+            "created_at": created,
+            "updated_at": created,
+            "status_changed_at": created,
         }
         for i in range(n)
     ]
@@ -63,6 +72,8 @@ def main() -> None:
         folder = Path(tmp)
         baseline = bare_insert_seconds(folder, n)
         seeded = seed_seconds(folder, n)
-    print(f"seed {n:,} payments (SQLite): {seeded:.1f} s "
-          f"= {seeded / baseline:.1f}x a bare insert of {n:,} payment rows ({baseline:.2f} s); "
-          f"target: well under 60 s -> {'OK' if seeded < 60 else 'MISSED'}")
+    print(
+        f"seed {n:,} payments (SQLite): {seeded:.1f} s "
+        f"= {seeded / baseline:.1f}x a bare insert of {n:,} payment rows ({baseline:.2f} s); "
+        f"target: well under 60 s -> {'OK' if seeded < 60 else 'MISSED'}"
+    )

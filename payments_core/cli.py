@@ -225,8 +225,8 @@ def ensure_demo_admin(engine: Engine, credentials_file: Path) -> tuple[str, str]
 def payment_details(session: Session, payment: Payment) -> dict[str, Any]:
     """Everything `payments show` prints, as JSON-ready data (amounts in minor units + currency)."""
 
-    def rows(model: Any, order: Any) -> list[dict[str, Any]]:
-        statement = select(model).where(model.payment_id == payment.id).order_by(order)
+    def rows(model: Any, *order: Any) -> list[dict[str, Any]]:
+        statement = select(model).where(model.payment_id == payment.id).order_by(*order)
         return [r.model_dump(mode="json") for r in session.exec(statement)]
 
     public = PaymentPublic.model_validate(payment, from_attributes=True).model_dump(mode="json")
@@ -236,7 +236,7 @@ def payment_details(session: Session, payment: Payment) -> dict[str, Any]:
         "refunds": rows(Refund, col(Refund.created_at)),
         "disputes": rows(Dispute, col(Dispute.created_at)),
         "proofs": rows(ManualProof, col(ManualProof.created_at)),
-        "timeline": rows(PaymentEvent, (col(PaymentEvent.at), col(PaymentEvent.id))),
+        "timeline": rows(PaymentEvent, col(PaymentEvent.at), col(PaymentEvent.id)),
     }
 
 

@@ -2,12 +2,13 @@
 
 * ``UTCDateTime`` stores timezone-aware UTC datetimes on both databases and always returns aware
   UTC values (SQLite keeps no zone, so naive values read back are UTC by construction).
-* ``new_id(prefix)`` makes sortable ids (``pay_01J…``): a 48-bit millisecond timestamp and 80 random
+* ``new_id(prefix)`` makes sortable ids (``pay_06F…``): a 48-bit millisecond timestamp and 80 random
   bits in Crockford base32, like a ULID, so ids created later sort later.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 from datetime import UTC, datetime
@@ -50,19 +51,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def _encode(number: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        number, rem = divmod(number, 32)
-        chars.append(_CROCKFORD[rem])
-    return "".join(reversed(chars))
+_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD)
 
 
 def new_id(prefix: str, *, at: datetime | None = None, rng: random.Random | None = None) -> str:
     """A new sortable id; pass ``at`` and a seeded ``rng`` for reproducible demo data."""
     millis = int((at or utcnow()).timestamp() * 1000)
     randomness = rng.getrandbits(80) if rng else int.from_bytes(os.urandom(10), "big")
-    return f"{prefix}_{_encode(millis, 10)}{_encode(randomness, 16)}"
+    raw = ((millis << 80) | randomness).to_bytes(16, "big")
+    # 128 bits in base32 are 26 characters (the last one carries 3 bits); order is kept.
+    return f"{prefix}_{base64.b32encode(raw).decode()[:26].translate(_TO_CROCKFORD)}"
 
 
 # Stable constraint names on both databases, so migrations can refer to them.

@@ -1,7 +1,7 @@
 """Refunds: one row per refund request, from request through approval to the provider's answer.
 
 ``idempotency_key`` is stored before the provider is called, so a retry after an unknown outcome
-reuses it. The database refuses a refund approved by the person who requested it.
+reuses it. The database refuses a decision (approve or reject) by the person who requested it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class Refund(SQLModel, table=True):
         CheckConstraint("length(currency) = 3", name="currency_code"),
         CheckConstraint(f"status IN ({REFUND_STATUS_VALUES})", name="status_known"),
         CheckConstraint(
-            "approved_by IS NULL OR approved_by <> requested_by", name="maker_is_not_checker"
+            "decided_by IS NULL OR decided_by <> requested_by", name="maker_is_not_checker"
         ),
         UniqueConstraint("idempotency_key", name="uq_refund_idempotency_key"),
         UniqueConstraint("payment_id", "provider_refund_id", name="uq_refund_provider_refund"),
@@ -40,7 +40,9 @@ class Refund(SQLModel, table=True):
     reason: str = Field(max_length=100)
     note: str | None = Field(default=None, max_length=1000)
     requested_by: str = Field(max_length=200)
-    approved_by: str | None = Field(default=None, max_length=200)
+    # The manager who approved or rejected the request (never the requester).
+    # The manager who approved or rejected the request (never the requester).
+    decided_by: str | None = Field(default=None, max_length=200)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     rejection_reason: str | None = Field(default=None, max_length=500)
     provider_refund_id: str | None = Field(default=None, max_length=255)

@@ -118,8 +118,8 @@ def _refund(payment_id: str, **overrides: Any) -> Refund:
 def test_refund_requester_cannot_approve(engine: Engine) -> None:
     with Session(engine) as session, session.begin():
         payment_id = make_payment(session, status="succeeded", captured_minor=4990).id
-        session.add(_refund(payment_id, approved_by="user:b@x.test"))
-    _violates(engine, lambda s: s.add(_refund(payment_id, approved_by="user:a@x.test")))
+        session.add(_refund(payment_id, decided_by="user:b@x.test"))
+    _violates(engine, lambda s: s.add(_refund(payment_id, decided_by="user:a@x.test")))
     _violates(
         engine,
         lambda s: (

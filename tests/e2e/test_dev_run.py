@@ -48,7 +48,9 @@ def test_dev_prepares_database_serves_and_stops_on_ctrl_c(
         healthy = False
         while time.monotonic() < deadline and not healthy:
             try:
-                healthy = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+                healthy = (
+                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+                )
             except httpx.HTTPError:
                 time.sleep(0.3)
         assert healthy, "the webhook server did not come up"

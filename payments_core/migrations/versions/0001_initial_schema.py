@@ -112,9 +112,7 @@ def upgrade() -> None:
     op.create_table(
         "payment",
         sa.Column("provider", sa.String(length=20), nullable=False),
-        sa.Column(
-            "provider_reference", sa.String(length=255), nullable=True
-        ),
+        sa.Column("provider_reference", sa.String(length=255), nullable=True),
         sa.Column("host_reference", sa.String(length=255), nullable=True),
         sa.Column("amount_minor", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
@@ -229,9 +227,7 @@ def upgrade() -> None:
         "dispute",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("payment_id", sa.String(length=40), nullable=False),
-        sa.Column(
-            "provider_dispute_id", sa.String(length=255), nullable=False
-        ),
+        sa.Column("provider_dispute_id", sa.String(length=255), nullable=False),
         sa.Column("amount_minor", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
@@ -293,9 +289,7 @@ def upgrade() -> None:
             "reviewed_at", payments_core.models._types.UTCDateTime(timezone=True), nullable=True
         ),
         sa.Column("review_reason", sa.String(length=500), nullable=True),
-        sa.Column(
-            "duplicate_of_payment_id", sa.String(length=40), nullable=True
-        ),
+        sa.Column("duplicate_of_payment_id", sa.String(length=40), nullable=True),
         sa.Column(
             "created_at", payments_core.models._types.UTCDateTime(timezone=True), nullable=False
         ),
@@ -353,14 +347,12 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(length=100), nullable=False),
         sa.Column("note", sa.String(length=1000), nullable=True),
         sa.Column("requested_by", sa.String(length=200), nullable=False),
-        sa.Column("approved_by", sa.String(length=200), nullable=True),
+        sa.Column("decided_by", sa.String(length=200), nullable=True),
         sa.Column(
             "decided_at", payments_core.models._types.UTCDateTime(timezone=True), nullable=True
         ),
         sa.Column("rejection_reason", sa.String(length=500), nullable=True),
-        sa.Column(
-            "provider_refund_id", sa.String(length=255), nullable=True
-        ),
+        sa.Column("provider_refund_id", sa.String(length=255), nullable=True),
         sa.Column("idempotency_key", sa.String(length=255), nullable=False),
         sa.Column("offline", sa.Boolean(), nullable=False),
         sa.Column("offline_reference", sa.String(length=255), nullable=True),
@@ -380,7 +372,7 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint("amount_minor > 0", name=op.f("ck_refund_amount_positive")),
         sa.CheckConstraint(
-            "approved_by IS NULL OR approved_by <> requested_by",
+            "decided_by IS NULL OR decided_by <> requested_by",
             name=op.f("ck_refund_maker_is_not_checker"),
         ),
         sa.CheckConstraint("length(currency) = 3", name=op.f("ck_refund_currency_code")),
