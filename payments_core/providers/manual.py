@@ -5,7 +5,7 @@ proof makes the payment succeed; a rejected one leaves the payment waiting for a
 ``match`` over ``ProofStatus`` is exhaustive, so a new proof status is a mypy error here.
 
 Source: no provider protocol; this follows the unified statuses in payments_core/status.py
-(ProofStatus, PaymentStatus) and /work/shared/reference/providers.md section 5 ("pending"/"paid").
+(ProofStatus, PaymentStatus) and ../shared/reference/providers.md section 5 ("pending"/"paid").
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ ended, so instead of a ``Literal`` the known codes live in the ``RESULT_CODES`` 
 code is a failure of this attempt, known or not. The code arrives as a JSON number in the callback
 and as a string in the STK Query answer; both are normalised with ``int(str(x).strip())``.
 
-Source: /work/shared/reference/providers.md sections 4.3 (callback), 4.4 (result codes),
+Source: ../shared/reference/providers.md sections 4.3 (callback), 4.4 (result codes),
 4.5 (STK Query, the ``500.001.1001`` pending answer) and 5 (suggested mapping).
 """
 

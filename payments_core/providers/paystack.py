@@ -5,7 +5,7 @@ Mapping only, no API calls yet (the adapter is added to this module later). Each
 ``UnknownProviderState``; transaction statuses do not: the reference says to treat unknown values
 as non-final, so an unknown transaction status maps to PENDING with the raw value kept.
 
-Source: /work/shared/reference/providers.md sections 3.3 (verify, transaction status),
+Source: ../shared/reference/providers.md sections 3.3 (verify, transaction status),
 3.4 (refund lifecycle), 3.5 (webhooks, disputes) and 5 (suggested mapping).
 """
 

@@ -6,7 +6,7 @@ statements over them are exhaustive, so an SDK upgrade that adds a state is a my
 Raw strings (e.g. the ``state`` field of a signed webhook) go through the enum constructor, and an
 unknown one raises ``UnknownProviderState``.
 
-Source: /work/shared/reference/providers.md sections 2.6 (transaction states), 2.7 (refunds) and
+Source: ../shared/reference/providers.md sections 2.6 (transaction states), 2.7 (refunds) and
 5 (suggested mapping).
 """
 

@@ -5,7 +5,7 @@ a ``Literal`` type; a wire string is first checked by a ``parse_*`` function, wh
 ``UnknownProviderState`` for a value we do not know, and then mapped by an exhaustive ``match``,
 so a new Stripe state is a mypy error here rather than a silent default.
 
-Source: /work/shared/reference/providers.md sections 1.6 (PaymentIntent), 1.7 (Refund),
+Source: ../shared/reference/providers.md sections 1.6 (PaymentIntent), 1.7 (Refund),
 1.8 (Dispute), 1.9 (Checkout Session) and 5 (suggested mapping).
 
 Note: this module is named ``stripe`` inside ``payments_core.providers``; it does not shadow the

@@ -45,7 +45,7 @@ from payments_core.models import (
     WebhookEvent,
     new_id,
 )
-from payments_core.money import exponent
+from payments_core.money import exponent, format_amount
 from payments_core.services.audit import record_audit
 from payments_core.status import PaymentStatus
 
@@ -826,7 +826,7 @@ class _Generator:
             at,
             "refund",
             f"user:{requested_by}",
-            f"Refund {refund_id} of {amount} minor units requested: {status}",
+            f"Refund {refund_id} of {format_amount(amount, payment['currency'])}: {status}",
             None,
             None,
             {"refund_id": refund_id},
