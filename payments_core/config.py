@@ -64,6 +64,15 @@ class Settings(BaseSettings):
 
     dummy_webhook_secret: SecretStr = SecretStr("")
 
+    # Webhook intake. Stripe accepts several comma-separated secrets while one is being rolled.
+    webhook_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    # Unsigned PostFinance deliveries are refused unless allowed; then they are only a hint.
+    postfinance_allow_unsigned_webhooks: bool = False
+    # Optional source-IP allowlists (comma-separated); empty means any source.
+    paystack_webhook_allowed_ips: str = ""
+    mpesa_callback_allowed_ips: str = ""
+
     # Where `make run` / `paydesk dev` serve the webhook server.
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8000, ge=1, le=65535)
@@ -103,6 +112,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.var_dir / 'paydesk.sqlite3'}"
+
+    @property
+    def stripe_webhook_secrets(self) -> list[str]:
+        raw = self.stripe_webhook_secret.get_secret_value()
+        return [secret.strip() for secret in raw.split(",") if secret.strip()]
+
+    @staticmethod
+    def ip_list(value: str) -> frozenset[str]:
+        return frozenset(ip.strip() for ip in value.split(",") if ip.strip())
 
     @property
     def is_development(self) -> bool:

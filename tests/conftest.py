@@ -35,6 +35,8 @@ from payments_core import migrations
 from payments_core.config import get_settings
 from payments_core.db import make_engine
 
+pytest_plugins = ["fakes.fixtures"]
+
 POSTGRES_URL = os.environ.get(
     "PAYDESK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from payments_core import migrations
 from payments_core.models import AppUser, Payment
 
 PASSWORD = "s3cret-Passw0rd-for-tests"
@@ -33,10 +34,10 @@ def paydesk(
     )
 
 
-def test_migrate_reports_revision(db_url: str, tmp_path: Path) -> None:
+def test_migrate_reports_revision(db_url: str, engine: Engine, tmp_path: Path) -> None:
     result = paydesk(db_url, tmp_path, "migrate")
     assert result.returncode == 0, result.stderr
-    assert "database at revision 0001" in result.stdout
+    assert f"database at revision {migrations.head_revision(engine)}" in result.stdout
 
 
 def test_user_create_reads_password_from_stdin_and_never_prints_it(

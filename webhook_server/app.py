@@ -1,16 +1,27 @@
-"""The ASGI application. For now it answers health checks; webhook intake and the host API are
-added on top of it (see the issues for the webhook server and the host API)."""
+"""The ASGI application: provider webhooks, health and metrics (the host API joins later).
+
+Handlers are thin: they read the raw body and hand it to ``webhook_server.intake``, which does the
+verification and the durable insert in a worker thread (SQLAlchemy sessions are synchronous).
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
+from payments_core.config import get_settings
 from payments_core.db import get_engine, read_engine
+from payments_core.providers.base import RejectionReason, WebhookRejected
+from webhook_server.intake import BodyTooLarge, Delivery, Intake, read_body
+from webhook_server.metrics import IntakeMetrics
 
 app = FastAPI(title="Paydesk", version="0.1.0")
+metrics = IntakeMetrics()
+intake = Intake(metrics)
 
 
 @app.get("/healthz")
@@ -24,3 +35,37 @@ def healthz() -> JSONResponse:
             {"status": "unavailable", "database": type(exc).__name__}, status_code=503
         )
     return JSONResponse({"status": "ok", "database": "ok"})
+
+
+@app.get("/metrics")
+def prometheus_metrics() -> Response:
+    return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def _receive(request: Request, provider: str, token: str | None = None) -> JSONResponse:
+    source_ip = request.client.host if request.client else None
+    try:
+        raw = await read_body(request, get_settings().webhook_max_body_bytes)
+    except BodyTooLarge:
+        delivery = Delivery(provider, b"", dict(request.headers), source_ip)
+        rejected = WebhookRejected(RejectionReason.TOO_LARGE, "body over the size limit", 413)
+        answer = await run_in_threadpool(intake.reject, delivery, rejected)
+        return JSONResponse(answer.body, status_code=answer.status_code)
+    except ClientDisconnect:
+        return JSONResponse({"error": "client_disconnected"}, status_code=400)
+    delivery = Delivery(provider, raw, dict(request.headers), source_ip, token)
+    answer = await run_in_threadpool(intake.receive, delivery)
+    return JSONResponse(answer.body, status_code=answer.status_code)
+
+
+@app.post("/webhooks/mpesa/{token}")
+async def mpesa_callback(token: str, request: Request) -> JSONResponse:
+    """M-Pesa STK callbacks: unsigned, so the URL carries a secret per-payment token."""
+    return await _receive(request, "mpesa", token)
+
+
+@app.post("/webhooks/{provider}")
+async def provider_webhook(provider: str, request: Request) -> JSONResponse:
+    if provider == "mpesa":  # M-Pesa callbacks always come to their per-payment URL
+        return await _receive(request, "mpesa", "")
+    return await _receive(request, provider)

@@ -8,7 +8,7 @@ from payments_core.models.manual import ManualProof
 from payments_core.models.payments import Payment, PaymentBase, PaymentEvent, PaymentPublic
 from payments_core.models.refunds import Refund
 from payments_core.models.users import ApiKey, AppUser, Role
-from payments_core.models.webhooks import InboxStatus, WebhookEvent
+from payments_core.models.webhooks import InboxStatus, WebhookEvent, WebhookRejection
 
 __all__ = [
     "GENESIS_HASH",
@@ -27,6 +27,7 @@ __all__ = [
     "Role",
     "UTCDateTime",
     "WebhookEvent",
+    "WebhookRejection",
     "new_id",
     "utcnow",
 ]

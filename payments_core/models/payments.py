@@ -63,6 +63,8 @@ class Payment(PaymentBase, table=True):
         Index("ix_payment_customer_email", "customer_email"),
         Index("ix_payment_customer_phone", "customer_phone"),
         Index("ix_payment_host_reference", "host_reference"),
+        # A unique index, not a constraint: SQLite can add it without rebuilding the table.
+        Index("uq_payment_callback_token_hash", "callback_token_hash", unique=True),
         Index(
             "ix_payment_flagged",
             "created_at",
@@ -86,6 +88,8 @@ class Payment(PaymentBase, table=True):
     # Non-empty when a person must look at it (amount/currency mismatch, late capture, ...).
     review_reason: str | None = Field(default=None, max_length=500)
     risk_score: int = 0
+    # SHA-256 of the secret token in this payment's callback URL (M-Pesa callbacks are unsigned).
+    callback_token_hash: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     status_changed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -41,7 +41,6 @@ class Refund(SQLModel, table=True):
     note: str | None = Field(default=None, max_length=1000)
     requested_by: str = Field(max_length=200)
     # The manager who approved or rejected the request (never the requester).
-    # The manager who approved or rejected the request (never the requester).
     decided_by: str | None = Field(default=None, max_length=200)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     rejection_reason: str | None = Field(default=None, max_length=500)

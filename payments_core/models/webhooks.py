@@ -56,3 +56,26 @@ class WebhookEvent(SQLModel, table=True):
     last_error: str | None = None
     processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     payment_id: str | None = Field(default=None, max_length=40)
+
+
+class WebhookRejection(SQLModel, table=True):
+    """Refused deliveries, counted per provider, reason and hour instead of one row each.
+
+    A flood of forgeries grows a counter, not the table: at most one row (and one audit entry)
+    per provider, reason and hour.
+    """
+
+    __tablename__ = "webhook_rejection"
+    __table_args__ = (
+        UniqueConstraint("provider", "reason", "window_start", name="uq_webhook_rejection_window"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)
+    provider: str = Field(max_length=20)
+    reason: str = Field(max_length=30)
+    window_start: datetime = Field(sa_type=UTCDateTime)
+    count: int = 0
+    first_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_source_ip: str | None = Field(default=None, max_length=64)
+    last_detail: str | None = Field(default=None, max_length=300)

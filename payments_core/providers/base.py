@@ -7,6 +7,12 @@ error raised when a provider sends a state that our mapping tables do not know.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+from payments_core.status import DisputeStatus, MappedStatus, RefundStatus
 
 
 class ProviderName(enum.StrEnum):
@@ -46,3 +52,135 @@ class UnknownProviderState(ValueError):
     def __reduce__(self) -> tuple[type[UnknownProviderState], tuple[ProviderName, str, object]]:
         # Keep the exception picklable (task queues, multiprocessing) despite the custom __init__.
         return (type(self), (self.provider, self.kind, self.value))
+
+
+# --- Webhooks ----------------------------------------------------------------------------------
+
+
+class RejectionReason(enum.StrEnum):
+    """Why a delivery was refused; one counter and one aggregated audit record per reason."""
+
+    MISSING_SIGNATURE = "missing_signature"
+    BAD_SIGNATURE = "bad_signature"
+    STALE_TIMESTAMP = "stale_timestamp"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    MALFORMED = "malformed"
+    UNSIGNED = "unsigned"
+    UNKNOWN_TOKEN = "unknown_token"  # noqa: S105 (a reason, not a secret)
+    SOURCE_NOT_ALLOWED = "source_not_allowed"
+    TOO_LARGE = "too_large"
+    NOT_CONFIGURED = "not_configured"
+    UNKNOWN_PROVIDER = "unknown_provider"
+
+
+class WebhookRejected(Exception):
+    """A delivery that must not be trusted: answered with ``status_code`` and changes nothing."""
+
+    def __init__(self, reason: RejectionReason, detail: str, status_code: int = 400) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.status_code = status_code
+
+
+class Verification(enum.StrEnum):
+    SIGNED = "signed"  # signature checked on the raw bytes
+    TOKEN = "token"  # noqa: S105 -- unsigned provider, secret per-payment URL token checked (M-Pesa)
+    HINT = "hint"  # unsigned and allowed only as a hint: processing must read the provider API
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedWebhook:
+    """What intake needs from a verified delivery; the raw bytes are stored alongside."""
+
+    provider: ProviderName
+    event_id: str  # stable dedupe key, unique per provider
+    event_type: str
+    verification: Verification
+    livemode: bool | None = None
+    # The provider's reference of the payment the event is about, when the body names it
+    # (PaymentIntent id, PostFinance transaction id, Paystack reference, CheckoutRequestID, ...).
+    reference: str | None = None
+
+
+# --- What an event says, in our terms (processing) -----------------------------------------------
+# Adapters turn a stored delivery into these facts; ``payments_core.services.processing`` applies
+# them. Amounts are minor units of ``currency`` (converted from the wire unit inside the adapter).
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentFacts:
+    """What the provider says about one payment.
+
+    ``reference`` is the provider's id of the payment (PaymentIntent, PostFinance transaction id,
+    Paystack reference, CheckoutRequestID, dummy payment id); ``alt_references`` are other ids the
+    payment may have been stored under first (a Checkout Session id before its PaymentIntent
+    existed). ``payment_id`` is ours when the provider echoes it back (metadata).
+
+    ``complete`` says the facts describe the whole payment (amount, currency, customer): enough to
+    create a payment Paydesk has not seen from a signed event. Partial facts (a charge inside a
+    dispute) only update a payment that exists.
+    """
+
+    reference: str
+    status: MappedStatus | None = None
+    amount_minor: int | None = None
+    currency: str | None = None
+    # Money actually captured, when the provider says it (PaymentIntent amount_received, ...).
+    captured_minor: int | None = None
+    payment_id: str | None = None
+    alt_references: tuple[str, ...] = ()
+    complete: bool = False
+    method: str | None = None
+    host_reference: str | None = None
+    customer_email: str | None = None
+    customer_phone: str | None = None
+    customer_name: str | None = None
+    description: str | None = None
+    livemode: bool | None = None
+    created_at: datetime | None = None
+    # Provider facts worth keeping on the timeline (receipt number, card brand, ...).
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundFacts:
+    provider_refund_id: str
+    amount_minor: int
+    currency: str
+    status: RefundStatus
+    # Our refund id when the provider echoes it back (metadata / externalId).
+    refund_id: str | None = None
+    failure_reason: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeFacts:
+    provider_dispute_id: str
+    amount_minor: int
+    currency: str
+    status: DisputeStatus
+    reason: str | None = None
+    evidence_due_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventFacts:
+    """Everything one event says. ``payment`` is None for events we do not act on."""
+
+    payment: PaymentFacts | None
+    refunds: tuple[RefundFacts, ...] = ()
+    disputes: tuple[DisputeFacts, ...] = ()
+    summary: str = ""  # one line for the payment's timeline, e.g. "payment_intent.succeeded"
+
+    @property
+    def actionable(self) -> bool:
+        return self.payment is not None
+
+
+IGNORED_EVENT: Final = EventFacts(payment=None)
+
+
+class ProviderUnavailable(Exception):
+    """A provider read failed transiently (network, 5xx, timeout): retry the event later."""

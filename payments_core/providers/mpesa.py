@@ -11,11 +11,21 @@ Source: ../shared/reference/providers.md sections 4.3 (callback), 4.4 (result co
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
-from payments_core.providers.base import ProviderName, UnknownProviderState
+from payments_core.providers.base import (
+    ProviderName,
+    RejectionReason,
+    UnknownProviderState,
+    Verification,
+    VerifiedWebhook,
+    WebhookRejected,
+)
 from payments_core.status import MappedStatus, PaymentStatus
 
 SUCCESS_RESULT_CODE: Final = 0
@@ -73,3 +83,66 @@ def is_stk_query_pending(error_code: str, error_message: str) -> bool:
 def map_stk_query_pending() -> MappedStatus:
     """The STK Query "The transaction is being processed" (``500.001.1001``) answer."""
     return MappedStatus(PaymentStatus.PROCESSING, STK_QUERY_PENDING_ERROR_CODE)
+
+
+# --- Webhook verification -----------------------------------------------------------------------
+# Sections 4.3 (callback) and 4.6 (callbacks are not signed: a secret token per payment URL).
+
+STK_CALLBACK_EVENT_TYPE: Final = "stk_callback"
+
+
+def new_callback_token() -> str:
+    """A fresh secret for one payment's callback URL (256 bits, URL-safe); store only its hash."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_callback_token(token: str) -> str:
+    """The stored form of a callback token: SHA-256 hex (the token itself is high-entropy)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def parse_stk_callback(raw: bytes) -> VerifiedWebhook:
+    """Read an STK callback; the URL token has already been checked by the intake.
+
+    ``event_id`` is ``{CheckoutRequestID}:{ResultCode}`` with the code normalised (``0`` and
+    ``"0"`` are the same event), so a redelivery dedupes while a success and a failure reported
+    for the same request stay two events.
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _malformed("body is not valid JSON") from None
+    callback = _object_at(body, "Body", "stkCallback")
+    checkout_request_id = callback.get("CheckoutRequestID")
+    result_code = callback.get("ResultCode")
+    if not isinstance(checkout_request_id, str) or not checkout_request_id:
+        raise _malformed("stkCallback without CheckoutRequestID")
+    if isinstance(result_code, bool) or not isinstance(result_code, int | str):
+        raise _malformed("stkCallback without ResultCode")
+    try:
+        code = parse_result_code(result_code)
+    except UnknownProviderState:
+        raise _malformed("stkCallback ResultCode is not a number") from None
+    return VerifiedWebhook(
+        provider=ProviderName.MPESA,
+        event_id=f"{checkout_request_id}:{code}",
+        event_type=STK_CALLBACK_EVENT_TYPE,
+        verification=Verification.TOKEN,
+        livemode=None,
+        reference=checkout_request_id,
+    )
+
+
+def _object_at(body: object, *path: str) -> dict[str, Any]:
+    node = body
+    for name in path:
+        if not isinstance(node, dict):
+            break
+        node = node.get(name)
+    if not isinstance(node, dict):
+        raise _malformed("body is not an STK callback (Body.stkCallback)")
+    return node
+
+
+def _malformed(detail: str) -> WebhookRejected:
+    return WebhookRejected(RejectionReason.MALFORMED, detail)

@@ -11,9 +11,19 @@ Source: ../shared/reference/providers.md sections 3.3 (verify, transaction statu
 
 from __future__ import annotations
 
-from typing import Final, Literal, assert_never, cast, get_args
+import hashlib
+import hmac
+import json
+from typing import Any, Final, Literal, assert_never, cast, get_args
 
-from payments_core.providers.base import ProviderName, UnknownProviderState
+from payments_core.providers.base import (
+    ProviderName,
+    RejectionReason,
+    UnknownProviderState,
+    Verification,
+    VerifiedWebhook,
+    WebhookRejected,
+)
 from payments_core.status import DisputeStatus, MappedStatus, PaymentStatus, RefundStatus
 
 # --- Transaction (section 3.3) ------------------------------------------------------------------
@@ -144,3 +154,110 @@ def _map_dispute_resolution(resolution: DisputeResolution | None) -> DisputeStat
             return DisputeStatus.CLOSED
         case _ as unreachable:
             assert_never(unreachable)
+
+
+# --- Webhook verification -----------------------------------------------------------------------
+# Section 3.5: x-paystack-signature, envelope without event id, payload shapes.
+
+SIGNATURE_HEADER: Final = "x-paystack-signature"
+
+
+def sign_payload(raw: bytes, secret_key: str) -> str:
+    """The ``x-paystack-signature`` value for ``raw`` (tests, demos, fake senders)."""
+    return hmac.new(secret_key.encode("utf-8"), raw, hashlib.sha512).hexdigest()
+
+
+def verify_webhook(raw: bytes, signature_header: str | None, secret_key: str) -> VerifiedWebhook:
+    """Verify a Paystack delivery (HMAC-SHA512 of the raw bytes with the API secret key).
+
+    Paystack sends no event id and no timestamp: ``event_id`` is a dedupe key derived from the
+    content (see ``dedupe_key``), and there is no replay window.
+    """
+    if not secret_key:
+        raise WebhookRejected(
+            RejectionReason.NOT_CONFIGURED, "no Paystack secret key configured", status_code=503
+        )
+    if signature_header is None or not signature_header.strip():
+        raise WebhookRejected(
+            RejectionReason.MISSING_SIGNATURE, "missing x-paystack-signature header"
+        )
+    expected = sign_payload(raw, secret_key).encode("ascii")
+    candidate = signature_header.strip().lower().encode("utf-8", "replace")
+    if not hmac.compare_digest(expected, candidate):
+        raise WebhookRejected(RejectionReason.BAD_SIGNATURE, "signature does not match")
+
+    body = _load_json_object(raw)
+    event = body.get("event")
+    data = body.get("data")
+    if not isinstance(event, str) or not event or not isinstance(data, dict):
+        raise _malformed("body without event or data")
+    domain = data.get("domain")
+    return VerifiedWebhook(
+        provider=ProviderName.PAYSTACK,
+        event_id=dedupe_key(event, data, raw),
+        event_type=event,
+        verification=Verification.SIGNED,
+        livemode=domain == "live" if isinstance(domain, str) else None,
+        reference=_reference(event, data),
+    )
+
+
+def dedupe_key(event: str, data: dict[str, Any], raw: bytes) -> str:
+    """A stable key for one Paystack event, built from its content.
+
+    ``charge.success:{id}``; refunds ``refund:{transaction_reference}:{refund_reference or id}:
+    {status}``; disputes ``{event}:{id}:{status}``; any other event ``{event}:{sha256(raw)}``.
+    Raises MALFORMED when a charge, refund or dispute lacks the fields its key needs.
+    """
+    if event == "charge.success":
+        return f"charge.success:{_required(data, 'id')}"
+    if event.startswith("refund."):
+        refund_id = _text(data.get("refund_reference")) or _text(data.get("id")) or ""
+        transaction_reference = _required(data, "transaction_reference")
+        return f"refund:{transaction_reference}:{refund_id}:{_required(data, 'status')}"
+    if event.startswith("charge.dispute."):
+        return f"{event}:{_required(data, 'id')}:{_required(data, 'status')}"
+    return f"{event}:{hashlib.sha256(raw).hexdigest()}"
+
+
+def _reference(event: str, data: dict[str, Any]) -> str | None:
+    if event.startswith("charge.dispute."):
+        transaction = data.get("transaction")
+        return _text(transaction.get("reference")) if isinstance(transaction, dict) else None
+    if event.startswith("charge."):
+        return _text(data.get("reference"))
+    if event.startswith("refund."):
+        return _text(data.get("transaction_reference"))
+    return None
+
+
+def _text(value: object) -> str | None:
+    """A non-empty string, or an integer id as text (the same key for ``12`` and ``"12"``)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    return None
+
+
+def _required(data: dict[str, Any], field: str) -> str:
+    value = _text(data.get(field))
+    if value is None:
+        raise _malformed(f"data.{field} missing")
+    return value
+
+
+def _malformed(detail: str) -> WebhookRejected:
+    return WebhookRejected(RejectionReason.MALFORMED, detail)
+
+
+def _load_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _malformed("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _malformed("body is not a JSON object")
+    return body

@@ -12,7 +12,17 @@ Source: ../shared/reference/providers.md sections 2.6 (transaction states), 2.7 
 
 from __future__ import annotations
 
-from typing import assert_never
+import base64
+import binascii
+import json
+import re
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, assert_never
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 # Imported from the defining modules: under mypy --strict (no implicit re-export) the names
 # re-exported by `postfinancecheckout.models` are "not explicitly exported" (attr-defined). Same
@@ -20,8 +30,18 @@ from typing import assert_never
 from postfinancecheckout.models.refund_state import RefundState
 from postfinancecheckout.models.transaction_state import TransactionState
 
-from payments_core.providers.base import ProviderName, UnknownProviderState
+from payments_core.providers.base import (
+    ProviderName,
+    RejectionReason,
+    UnknownProviderState,
+    Verification,
+    VerifiedWebhook,
+    WebhookRejected,
+)
 from payments_core.status import MappedStatus, PaymentStatus, RefundStatus
+
+if TYPE_CHECKING:
+    from postfinancecheckout.configuration import Configuration
 
 # --- Transaction (section 2.6) ------------------------------------------------------------------
 
@@ -86,3 +106,184 @@ def map_refund_state(state: RefundState | str) -> RefundStatus:
             return RefundStatus.FAILED
         case _ as unreachable:
             assert_never(unreachable)
+
+
+# --- Webhook verification -----------------------------------------------------------------------
+# Section 2.8: payload, X-Signature header, key service, signed vs unsigned listeners.
+
+SIGNATURE_HEADER: Final = "X-Signature"
+SIGNATURE_ALGORITHM: Final = "SHA256withECDSA"
+# Exactly the SDK's pattern (WebhookEncryptionKeysService.is_content_valid); used with fullmatch,
+# so unlike the SDK's re.match a trailing newline does not slip through ``$``.
+SIGNATURE_HEADER_PATTERN: Final = re.compile(
+    r"^algorithm=([a-zA-Z0-9]+),\skeyId=([a-z0-9\-]+),\s{1}signature=([a-zA-Z0-9+\/=]+)$"
+)
+_MAX_KEY_ID_LENGTH: Final = 64  # key ids are UUIDs (36); longer ones are not fetched at all
+
+
+class UnknownSigningKey(LookupError):
+    """Raised by a key fetcher when PostFinance does not know the key id."""
+
+
+class PublicKeyCache:
+    """Webhook signing keys by key id, fetched once per id and kept (keys never change per id).
+
+    ``fetch(key_id)`` returns the base64 DER (SubjectPublicKeyInfo) public key. It signals an
+    unknown key id by raising ``LookupError`` (e.g. ``UnknownSigningKey``): the delivery is
+    rejected as BAD_SIGNATURE, "unknown signing key". Any other exception is a failure to reach
+    PostFinance (network, 5xx, wrong API credentials): rejected with status 503 so that PostFinance
+    redelivers later. Failed fetches are not cached. Thread-safe: concurrent requests for one key
+    id fetch it once; different key ids are fetched in parallel.
+    """
+
+    def __init__(self, fetch: Callable[[str], str]) -> None:
+        self._fetch = fetch
+        self._lock = threading.Lock()
+        self._keys: dict[str, ec.EllipticCurvePublicKey] = {}
+        self._fetching: dict[str, threading.Lock] = {}
+
+    def get(self, key_id: str) -> ec.EllipticCurvePublicKey:
+        with self._lock:
+            key = self._keys.get(key_id)
+            if key is not None:
+                return key
+            fetch_lock = self._fetching.setdefault(key_id, threading.Lock())
+        try:
+            with fetch_lock:
+                with self._lock:
+                    key = self._keys.get(key_id)
+                if key is not None:  # fetched by the thread we waited for
+                    return key
+                key = self._load(key_id)
+                with self._lock:
+                    self._keys[key_id] = key
+                return key
+        finally:
+            with self._lock:
+                if self._fetching.get(key_id) is fetch_lock:
+                    del self._fetching[key_id]
+
+    def _load(self, key_id: str) -> ec.EllipticCurvePublicKey:
+        try:
+            encoded = self._fetch(key_id)
+        except LookupError:
+            raise WebhookRejected(RejectionReason.BAD_SIGNATURE, "unknown signing key") from None
+        except Exception:
+            raise WebhookRejected(
+                RejectionReason.NOT_CONFIGURED,
+                "signing key could not be fetched from PostFinance",
+                status_code=503,
+            ) from None
+        try:
+            key = serialization.load_der_public_key(base64.b64decode(encoded, validate=True))
+        except (ValueError, TypeError):  # binascii.Error is a ValueError
+            key = None
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise WebhookRejected(RejectionReason.BAD_SIGNATURE, "unusable signing key")
+        return key
+
+
+def sdk_key_fetcher(configuration: Configuration) -> Callable[[str], str]:
+    """A ``PublicKeyCache`` fetcher reading ``GET /webhooks/encryption-keys/{id}`` via the SDK.
+
+    404/400 and an empty answer mean an unknown key id (``UnknownSigningKey``); other SDK errors
+    propagate as they are (a transient failure for the cache).
+    """
+    # Imported here: importing the SDK's services is slow.
+    from postfinancecheckout.exceptions import BadRequestException, NotFoundException
+    from postfinancecheckout.service.webhook_encryption_keys_service import (
+        WebhookEncryptionKeysService,
+    )
+
+    service = WebhookEncryptionKeysService(configuration)  # type: ignore[no-untyped-call]
+
+    def fetch(key_id: str) -> str:
+        try:
+            encoded = service.get_webhooks_encryption_keys_id(key_id)
+        except (NotFoundException, BadRequestException):
+            raise UnknownSigningKey(key_id) from None
+        if not encoded:
+            raise UnknownSigningKey(key_id)
+        return str(encoded)
+
+    return fetch
+
+
+def verify_webhook(
+    raw: bytes, signature_header: str | None, *, keys: PublicKeyCache, allow_unsigned: bool
+) -> VerifiedWebhook:
+    """Verify a PostFinance delivery (ECDSA P-256/SHA-256 over the raw bytes) and extract ids.
+
+    Without a signature header the delivery is rejected (UNSIGNED) unless ``allow_unsigned``:
+    then it is a HINT, and its ``state`` must not be trusted (read the entity from the API).
+    """
+    if signature_header is None or not signature_header.strip():
+        if not allow_unsigned:
+            raise WebhookRejected(RejectionReason.UNSIGNED, "unsigned delivery not accepted")
+        return _parse_notification(raw, Verification.HINT)
+    match = SIGNATURE_HEADER_PATTERN.fullmatch(signature_header)
+    if match is None:
+        raise WebhookRejected(RejectionReason.BAD_SIGNATURE, "malformed X-Signature header")
+    algorithm, key_id, signature_b64 = match.groups()
+    if algorithm != SIGNATURE_ALGORITHM:
+        raise WebhookRejected(RejectionReason.BAD_SIGNATURE, "unsupported signature algorithm")
+    if len(key_id) > _MAX_KEY_ID_LENGTH:
+        raise WebhookRejected(RejectionReason.BAD_SIGNATURE, "unknown signing key")
+    try:
+        signature = base64.b64decode(signature_b64, validate=True)
+    except binascii.Error:
+        raise WebhookRejected(
+            RejectionReason.BAD_SIGNATURE, "signature is not valid base64"
+        ) from None
+    public_key = keys.get(key_id)
+    try:
+        public_key.verify(signature, raw, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        raise WebhookRejected(RejectionReason.BAD_SIGNATURE, "signature does not match") from None
+    return _parse_notification(raw, Verification.SIGNED)
+
+
+def _malformed(detail: str) -> WebhookRejected:
+    return WebhookRejected(RejectionReason.MALFORMED, detail)
+
+
+def _load_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _malformed("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _malformed("body is not a JSON object")
+    return body
+
+
+def _id_str(value: object) -> str | None:
+    """A numeric id (JSON integer, or a string for tolerance) as text."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    return None
+
+
+def _parse_notification(raw: bytes, verification: Verification) -> VerifiedWebhook:
+    body = _load_json_object(raw)
+    event_id = _id_str(body.get("eventId"))
+    entity_id = _id_str(body.get("entityId"))
+    entity_name = body.get("listenerEntityTechnicalName")
+    if event_id is None or entity_id is None or not isinstance(entity_name, str) or not entity_name:
+        raise _malformed("notification without eventId, entityId or listenerEntityTechnicalName")
+    if verification is Verification.SIGNED and not isinstance(body.get("state"), str):
+        # Signed listeners always send the entity's state (vendor plugin rule, section 2.8).
+        raise _malformed("signed notification without state")
+    return VerifiedWebhook(
+        provider=ProviderName.POSTFINANCE,
+        event_id=event_id,
+        event_type=entity_name,
+        verification=verification,
+        livemode=None,
+        # For other entities (Refund, TransactionCompletion, ...) entityId is not a transaction.
+        reference=entity_id if entity_name == "Transaction" else None,
+    )

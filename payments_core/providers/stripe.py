@@ -14,9 +14,21 @@ Note: this module is named ``stripe`` inside ``payments_core.providers``; it doe
 
 from __future__ import annotations
 
-from typing import Final, Literal, assert_never, cast, get_args
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Sequence
+from typing import Any, Final, Literal, assert_never, cast, get_args
 
-from payments_core.providers.base import ProviderName, UnknownProviderState
+from payments_core.providers.base import (
+    ProviderName,
+    RejectionReason,
+    UnknownProviderState,
+    Verification,
+    VerifiedWebhook,
+    WebhookRejected,
+)
 from payments_core.status import DisputeStatus, MappedStatus, PaymentStatus, RefundStatus
 
 # --- PaymentIntent (section 1.6) ----------------------------------------------------------------
@@ -185,3 +197,138 @@ def map_dispute_status(status: str) -> DisputeStatus:
             return DisputeStatus.CLOSED
         case _ as unreachable:
             assert_never(unreachable)
+
+
+# --- Webhook verification -----------------------------------------------------------------------
+# Sections 1.2 (signatures), 1.3 (event object) and 1.4 (event types).
+
+SIGNATURE_HEADER: Final = "Stripe-Signature"
+DEFAULT_TOLERANCE: Final = 300  # seconds, same as stripe.Webhook.DEFAULT_TOLERANCE
+
+_TIMESTAMP: Final = re.compile(r"[0-9]{1,15}")
+# Events whose data.object is not the PaymentIntent but names it in ``payment_intent``.
+_PAYMENT_INTENT_FIELD_PREFIXES: Final = ("charge.", "refund.", "checkout.session.")
+
+
+def _compute_signature(raw: bytes, secret: str, timestamp: int) -> str:
+    signed = f"{timestamp}.".encode() + raw
+    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+
+
+def sign_payload(raw: bytes, secret: str, timestamp: int) -> str:
+    """A ``Stripe-Signature`` header value for ``raw`` (tests, demos, fake senders)."""
+    return f"t={timestamp},v1={_compute_signature(raw, secret, timestamp)}"
+
+
+def _parse_signature_header(header: str) -> tuple[int, list[str]]:
+    """``t`` and every ``v1`` of a header; ``v0`` and unknown keys are ignored."""
+    timestamps: list[str] = []
+    signatures: list[str] = []
+    for item in header.split(","):
+        key, sep, value = item.partition("=")
+        if not sep:
+            continue
+        key, value = key.strip(), value.strip()
+        if key == "t":
+            timestamps.append(value)
+        elif key == "v1":
+            signatures.append(value)
+    if len(timestamps) != 1 or not _TIMESTAMP.fullmatch(timestamps[0]):
+        raise WebhookRejected(RejectionReason.BAD_SIGNATURE, "malformed Stripe-Signature header")
+    if not signatures:
+        raise WebhookRejected(RejectionReason.BAD_SIGNATURE, "no v1 signature in header")
+    return int(timestamps[0]), signatures
+
+
+def _hex_equal(expected: str, candidate: str) -> bool:
+    # Bytes, not str: compare_digest raises TypeError for non-ASCII str.
+    return hmac.compare_digest(expected.encode("ascii"), candidate.encode("utf-8", "replace"))
+
+
+def verify_webhook(
+    raw: bytes,
+    signature_header: str | None,
+    secrets: Sequence[str],
+    *,
+    now: float,
+    tolerance: int = DEFAULT_TOLERANCE,
+) -> VerifiedWebhook:
+    """Verify a Stripe delivery on its raw bytes and extract what intake needs.
+
+    ``secrets`` are the endpoint signing secrets (``whsec_...``) currently valid; several during a
+    rotation. The signature is checked first, then the timestamp, which must lie within
+    ``tolerance`` seconds of ``now`` in both directions (unlike the SDK, which accepts any future
+    timestamp; ``tolerance=0`` demands the exact second and does not disable the check).
+    """
+    configured = [secret for secret in secrets if secret]
+    if not configured:
+        raise WebhookRejected(
+            RejectionReason.NOT_CONFIGURED, "no Stripe webhook secret configured", status_code=503
+        )
+    if signature_header is None or not signature_header.strip():
+        raise WebhookRejected(RejectionReason.MISSING_SIGNATURE, "missing Stripe-Signature header")
+    timestamp, signatures = _parse_signature_header(signature_header)
+    expected = [_compute_signature(raw, secret, timestamp) for secret in configured]
+    if not any(_hex_equal(exp, sig) for exp in expected for sig in signatures):
+        raise WebhookRejected(RejectionReason.BAD_SIGNATURE, "signature does not match")
+    if timestamp < now - tolerance:
+        raise WebhookRejected(RejectionReason.STALE_TIMESTAMP, "signature timestamp too old")
+    if timestamp > now + tolerance:
+        raise WebhookRejected(RejectionReason.FUTURE_TIMESTAMP, "signature timestamp in the future")
+    return _parse_event(raw)
+
+
+def _malformed(detail: str) -> WebhookRejected:
+    return WebhookRejected(RejectionReason.MALFORMED, detail)
+
+
+def _load_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _malformed("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _malformed("body is not a JSON object")
+    return body
+
+
+def _nonempty_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _id_of(value: object) -> str | None:
+    """An id field that is a string or, if expanded, an object with an ``id``."""
+    if isinstance(value, dict):
+        return _nonempty_str(value.get("id"))
+    return _nonempty_str(value)
+
+
+def _parse_event(raw: bytes) -> VerifiedWebhook:
+    body = _load_json_object(raw)
+    if body.get("object") != "event":
+        raise _malformed("not a Stripe event object")
+    event_id = _nonempty_str(body.get("id"))
+    event_type = _nonempty_str(body.get("type"))
+    livemode = body.get("livemode")
+    data = body.get("data")
+    if event_id is None or event_type is None or not isinstance(livemode, bool):
+        raise _malformed("event without id, type or livemode")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise _malformed("event without data.object")
+    obj: dict[str, Any] = data["object"]
+    reference: str | None = None
+    if event_type.startswith("payment_intent."):
+        reference = _nonempty_str(obj.get("id"))
+    elif event_type.startswith(_PAYMENT_INTENT_FIELD_PREFIXES):
+        reference = _id_of(obj.get("payment_intent"))
+        if reference is None and event_type.startswith("checkout.session."):
+            # A session without a PaymentIntent (yet): the session id is the reference.
+            reference = _nonempty_str(obj.get("id"))
+    return VerifiedWebhook(
+        provider=ProviderName.STRIPE,
+        event_id=event_id,
+        event_type=event_type,
+        verification=Verification.SIGNED,
+        livemode=livemode,
+        reference=reference,
+    )

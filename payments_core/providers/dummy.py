@@ -1,0 +1,126 @@
+"""Dummy: the demo/simulation provider. No external service is involved.
+
+Demo deployments, the simulator and tests create "dummy" payments and send themselves signed
+webhooks shaped like a small real provider's, so the whole intake -> processing path can be
+exercised without an account anywhere.
+
+Webhook: ``POST`` with header ``X-Dummy-Signature: hex(HMAC-SHA256(secret, raw body))`` and body::
+
+    {"id": "dmy_evt_...", "type": "payment.succeeded", "payment_id": "pay_...",
+     "amount": 4990, "currency": "CHF", "livemode": false}
+
+(``amount`` in minor units; amounts are read by the processing, not here.)
+
+Status mapping: each payment event type is a ``Literal`` mapped by an exhaustive ``match``; an
+event type we do not know (including ``refund.*``, which is not a payment status) raises
+``UnknownProviderState``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any, Final, Literal, assert_never, cast, get_args
+
+from payments_core.providers.base import (
+    ProviderName,
+    RejectionReason,
+    UnknownProviderState,
+    Verification,
+    VerifiedWebhook,
+    WebhookRejected,
+)
+from payments_core.status import MappedStatus, PaymentStatus
+
+# --- Payment events ------------------------------------------------------------------------------
+
+DummyEventType = Literal[
+    "payment.succeeded",
+    "payment.failed",
+    "payment.pending",
+    "payment.canceled",
+]
+_EVENT_TYPES: Final = frozenset(get_args(DummyEventType))
+
+
+def parse_event_type(value: str) -> DummyEventType:
+    if value not in _EVENT_TYPES:
+        raise UnknownProviderState(ProviderName.DUMMY, "event type", value)
+    return cast(DummyEventType, value)
+
+
+def map_event_type(event_type: str) -> MappedStatus:
+    """Map a dummy payment event type; ``provider_state`` is the event type itself."""
+    parsed = parse_event_type(event_type)
+    match parsed:
+        case "payment.succeeded":
+            return MappedStatus(PaymentStatus.SUCCEEDED, parsed)
+        case "payment.failed":
+            return MappedStatus(PaymentStatus.FAILED, parsed)
+        case "payment.pending":
+            return MappedStatus(PaymentStatus.PENDING, parsed)
+        case "payment.canceled":
+            return MappedStatus(PaymentStatus.CANCELED, parsed)
+        case _ as unreachable:
+            assert_never(unreachable)
+
+
+# --- Webhook verification ------------------------------------------------------------------------
+
+SIGNATURE_HEADER: Final = "X-Dummy-Signature"
+
+
+def sign_payload(raw: bytes, secret: str) -> str:
+    """The ``X-Dummy-Signature`` value for ``raw``: lowercase hex HMAC-SHA256."""
+    return hmac.new(secret.encode("utf-8"), raw, hashlib.sha256).hexdigest()
+
+
+def verify_webhook(raw: bytes, signature_header: str | None, secret: str) -> VerifiedWebhook:
+    """Verify a dummy delivery on its raw bytes and extract id, type and payment id."""
+    if not secret:
+        raise WebhookRejected(
+            RejectionReason.NOT_CONFIGURED, "no dummy webhook secret configured", status_code=503
+        )
+    if signature_header is None or not signature_header.strip():
+        raise WebhookRejected(RejectionReason.MISSING_SIGNATURE, "missing X-Dummy-Signature header")
+    expected = sign_payload(raw, secret).encode("ascii")
+    candidate = signature_header.strip().lower().encode("utf-8", "replace")
+    if not hmac.compare_digest(expected, candidate):
+        raise WebhookRejected(RejectionReason.BAD_SIGNATURE, "signature does not match")
+
+    body = _load_json_object(raw)
+    event_id = body.get("id")
+    event_type = body.get("type")
+    payment_id = body.get("payment_id")
+    livemode = body.get("livemode")
+    if not isinstance(event_id, str) or not event_id:
+        raise _malformed("event without id")
+    if not isinstance(event_type, str) or not event_type:
+        raise _malformed("event without type")
+    if payment_id is not None and (not isinstance(payment_id, str) or not payment_id):
+        raise _malformed("payment_id is not a string")
+    if livemode is not None and not isinstance(livemode, bool):
+        raise _malformed("livemode is not a boolean")
+    return VerifiedWebhook(
+        provider=ProviderName.DUMMY,
+        event_id=event_id,
+        event_type=event_type,
+        verification=Verification.SIGNED,
+        livemode=livemode,
+        reference=payment_id,
+    )
+
+
+def _malformed(detail: str) -> WebhookRejected:
+    return WebhookRejected(RejectionReason.MALFORMED, detail)
+
+
+def _load_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _malformed("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _malformed("body is not a JSON object")
+    return body

@@ -1,0 +1,420 @@
+"""Webhook intake through the real ASGI app: verified, stored once, answered only after commit."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from factories import make_payment
+from fakes.postfinance import PostFinanceFake
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from payments_core.config import get_settings
+from payments_core.db import dispose_engines
+from payments_core.models import AuditEntry, WebhookEvent, WebhookRejection
+from payments_core.providers import dummy, mpesa
+from payments_core.providers import stripe as stripe_provider
+
+STRIPE_SECRET = "whsec_test_current"
+STRIPE_OLD_SECRET = "whsec_test_previous"
+PAYSTACK_SECRET = "sk_test_paystack_secret"
+DUMMY_SECRET = "dummy-webhook-secret-for-tests"
+
+
+@pytest.fixture
+def client(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"{STRIPE_SECRET},{STRIPE_OLD_SECRET}")
+    monkeypatch.setenv("PAYSTACK_SECRET_KEY", PAYSTACK_SECRET)
+    monkeypatch.setenv("DUMMY_WEBHOOK_SECRET", DUMMY_SECRET)
+    get_settings.cache_clear()
+    from webhook_server.app import app
+    from webhook_server.intake import reset_postfinance_keys
+
+    reset_postfinance_keys()
+    with TestClient(app) as test_client:
+        yield test_client
+    reset_postfinance_keys()
+    dispose_engines()
+
+
+def stripe_event(event_id: str = "evt_1", kind: str = "payment_intent.succeeded") -> bytes:
+    return json.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": kind,
+            "livemode": False,
+            "created": 1767225600,
+            "data": {
+                "object": {
+                    "id": "pi_3Qexample",
+                    "object": "payment_intent",
+                    "status": "succeeded",
+                    "amount": 4990,
+                    "currency": "chf",
+                }
+            },
+        }
+    ).encode()
+
+
+def post_stripe(client: TestClient, body: bytes, secret: str = STRIPE_SECRET, **kw: Any) -> Any:
+    # Offsets, not absolute times: parametrize values are computed at collection time.
+    timestamp = int(time.time()) + kw.pop("age_offset", 0)
+    header = stripe_provider.sign_payload(body, secret, timestamp)
+    return client.post(
+        "/webhooks/stripe",
+        content=body,
+        headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+    )
+
+
+def inbox(engine: Engine) -> list[WebhookEvent]:
+    with Session(engine) as session:
+        return list(session.exec(select(WebhookEvent).order_by(col(WebhookEvent.id))))
+
+
+def rejections(engine: Engine) -> list[WebhookRejection]:
+    with Session(engine) as session:
+        return list(session.exec(select(WebhookRejection)))
+
+
+def test_verified_stripe_event_is_stored_byte_for_byte(client: TestClient, engine: Engine) -> None:
+    body = stripe_event()
+    response = post_stripe(client, body)
+    assert response.status_code == 200
+    assert response.json() == {"status": "accepted", "event_id": "evt_1"}
+    [event] = inbox(engine)
+    assert (event.provider, event.event_id, event.event_type) == (
+        "stripe",
+        "evt_1",
+        "payment_intent.succeeded",
+    )
+    assert event.payload == body and event.status == "pending" and event.verification == "signed"
+    assert "stripe-signature" in event.headers
+
+
+def test_redelivery_is_acknowledged_without_a_second_row(
+    client: TestClient, engine: Engine
+) -> None:
+    body = stripe_event()
+    first, second = post_stripe(client, body), post_stripe(client, body)
+    assert first.json()["status"] == "accepted"
+    assert second.status_code == 200 and second.json()["status"] == "duplicate"
+    assert len(inbox(engine)) == 1
+
+
+def test_previous_secret_still_accepted_during_rotation(client: TestClient, engine: Engine) -> None:
+    assert post_stripe(client, stripe_event(), secret=STRIPE_OLD_SECRET).status_code == 200
+    assert len(inbox(engine)) == 1
+
+
+@pytest.mark.parametrize(
+    ("tweak", "reason"),
+    [
+        ({"secret": "whsec_wrong"}, "bad_signature"),
+        ({"age_offset": -310}, "stale_timestamp"),
+        ({"age_offset": 310}, "future_timestamp"),
+    ],
+)
+def test_untrusted_stripe_deliveries_change_nothing(
+    client: TestClient, engine: Engine, tweak: dict[str, Any], reason: str
+) -> None:
+    response = post_stripe(client, stripe_event(), **tweak)
+    assert response.status_code == 400 and response.json()["error"] == reason
+    assert inbox(engine) == []
+    [counter] = rejections(engine)
+    assert (counter.provider, counter.reason, counter.count) == ("stripe", reason, 1)
+
+
+def test_tampered_body_is_refused(client: TestClient, engine: Engine) -> None:
+    body = stripe_event()
+    header = stripe_provider.sign_payload(body, STRIPE_SECRET, int(time.time()))
+    response = client.post(
+        "/webhooks/stripe",
+        content=body.replace(b"4990", b"4999"),
+        headers={"Stripe-Signature": header},
+    )
+    assert response.status_code == 400 and response.json()["error"] == "bad_signature"
+    assert inbox(engine) == []
+
+
+def test_missing_signature(client: TestClient, engine: Engine) -> None:
+    response = client.post("/webhooks/stripe", content=stripe_event())
+    assert response.status_code == 400 and response.json()["error"] == "missing_signature"
+
+
+def test_a_flood_of_forgeries_grows_a_counter_not_the_database(
+    client: TestClient, engine: Engine
+) -> None:
+    for n in range(40):
+        post_stripe(client, stripe_event(f"evt_forged_{n}"), secret="whsec_attacker")
+    [counter] = rejections(engine)
+    assert counter.count == 40
+    with Session(engine) as session:
+        audits = session.exec(select(AuditEntry)).all()
+    assert [a.action for a in audits] == ["webhook.rejected"]
+    assert inbox(engine) == []
+
+
+def test_oversized_body_is_413(client: TestClient, engine: Engine) -> None:
+    body = b'{"id": "evt_big", "pad": "' + b"x" * (256 * 1024) + b'"}'
+    response = post_stripe(client, body)
+    assert response.status_code == 413 and response.json()["error"] == "too_large"
+    assert inbox(engine) == []
+
+
+def test_unknown_provider_is_404_and_does_not_become_a_label(
+    client: TestClient, engine: Engine
+) -> None:
+    response = client.post("/webhooks/acme-pay", content=b"{}")
+    assert response.status_code == 404
+    [counter] = rejections(engine)
+    assert (counter.provider, counter.reason) == ("unknown", "unknown_provider")
+    assert "acme-pay" not in client.get("/metrics").text
+
+
+def test_not_json_after_a_valid_signature_is_malformed(client: TestClient, engine: Engine) -> None:
+    response = post_stripe(client, b"not json at all")
+    assert response.status_code == 400 and response.json()["error"] == "malformed"
+
+
+def paystack_body(reference: str = "ord-42-a1", charge_id: int = 302961) -> bytes:
+    return json.dumps(
+        {
+            "event": "charge.success",
+            "data": {
+                "id": charge_id,
+                "domain": "test",
+                "status": "success",
+                "reference": reference,
+                "amount": 250000,
+                "currency": "NGN",
+            },
+        }
+    ).encode()
+
+
+def paystack_signature(body: bytes, secret: str = PAYSTACK_SECRET) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha512).hexdigest()
+
+
+def test_paystack_signed_event_gets_a_derived_stable_id(client: TestClient, engine: Engine) -> None:
+    body = paystack_body()
+    for _ in range(2):
+        response = client.post(
+            "/webhooks/paystack",
+            content=body,
+            headers={"x-paystack-signature": paystack_signature(body)},
+        )
+        assert response.status_code == 200
+    [event] = inbox(engine)
+    assert event.event_id == "charge.success:302961" and event.event_type == "charge.success"
+
+
+def test_paystack_wrong_key_refused(client: TestClient, engine: Engine) -> None:
+    body = paystack_body()
+    response = client.post(
+        "/webhooks/paystack",
+        content=body,
+        headers={"x-paystack-signature": paystack_signature(body, "sk_test_other")},
+    )
+    assert response.status_code == 400 and inbox(engine) == []
+
+
+def test_paystack_source_allowlist(
+    client: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAYSTACK_WEBHOOK_ALLOWED_IPS", "52.31.139.75,52.49.173.169")
+    get_settings.cache_clear()
+    body = paystack_body()
+    response = client.post(
+        "/webhooks/paystack",
+        content=body,
+        headers={"x-paystack-signature": paystack_signature(body)},
+    )
+    assert response.status_code == 403 and response.json()["error"] == "source_not_allowed"
+    monkeypatch.setenv("PAYSTACK_WEBHOOK_ALLOWED_IPS", "52.31.139.75,testclient")
+    get_settings.cache_clear()
+    response = client.post(
+        "/webhooks/paystack",
+        content=body,
+        headers={"x-paystack-signature": paystack_signature(body)},
+    )
+    assert response.status_code == 200
+
+
+def test_dummy_event(client: TestClient, engine: Engine) -> None:
+    body = json.dumps(
+        {
+            "id": "dmy_evt_1",
+            "type": "payment.succeeded",
+            "payment_id": "pay_x",
+            "amount": 1000,
+            "currency": "CHF",
+            "livemode": False,
+        }
+    ).encode()
+    response = client.post(
+        "/webhooks/dummy",
+        content=body,
+        headers={"X-Dummy-Signature": dummy.sign_payload(body, DUMMY_SECRET)},
+    )
+    assert response.status_code == 200
+    [event] = inbox(engine)
+    assert (event.provider, event.event_id) == ("dummy", "dmy_evt_1")
+
+
+def stk_callback(checkout_request_id: str, result_code: int = 0) -> bytes:
+    callback: dict[str, Any] = {
+        "MerchantRequestID": "29115-34620561-1",
+        "CheckoutRequestID": checkout_request_id,
+        "ResultCode": result_code,
+        "ResultDesc": "The service request is processed successfully.",
+    }
+    if result_code == 0:
+        callback["CallbackMetadata"] = {
+            "Item": [
+                {"Name": "Amount", "Value": 1.00},
+                {"Name": "MpesaReceiptNumber", "Value": "QKH94M1Z11"},
+                {"Name": "Balance"},
+                {"Name": "PhoneNumber", "Value": 254708374149},
+            ]
+        }
+    return json.dumps({"Body": {"stkCallback": callback}}).encode()
+
+
+def test_mpesa_callback_needs_the_payments_secret_url(client: TestClient, engine: Engine) -> None:
+    token = mpesa.new_callback_token()
+    with Session(engine) as session, session.begin():
+        payment = make_payment(
+            session,
+            provider="mpesa",
+            provider_reference="ws_CO_05012026131500123456",
+            currency="KES",
+            amount_minor=100,
+            method="mobile_money",
+            callback_token_hash=mpesa.hash_callback_token(token),
+        )
+        payment_id = payment.id
+    body = stk_callback("ws_CO_05012026131500123456")
+    assert client.post(f"/webhooks/mpesa/{token}x", content=body).status_code == 404
+    assert client.post("/webhooks/mpesa", content=body).status_code == 404
+    assert inbox(engine) == []
+    for _ in range(2):
+        assert client.post(f"/webhooks/mpesa/{token}", content=body).status_code == 200
+    [event] = inbox(engine)
+    assert event.payment_id == payment_id and event.verification == "token"
+    assert event.event_id == "ws_CO_05012026131500123456:0"
+
+
+def test_database_down_answers_503_never_2xx(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
+    get_settings.cache_clear()
+    from webhook_server.app import app
+
+    try:
+        with TestClient(app) as test_client:
+            response = post_stripe(test_client, stripe_event())
+    finally:
+        dispose_engines()
+    assert response.status_code == 503 and response.json()["error"] == "database_unavailable"
+
+
+def test_metrics_count_per_provider_and_read_the_inbox(client: TestClient, engine: Engine) -> None:
+    post_stripe(client, stripe_event("evt_a"))
+    post_stripe(client, stripe_event("evt_a"))
+    post_stripe(client, stripe_event("evt_b"), secret="whsec_wrong")
+    text = client.get("/metrics").text
+    assert 'paydesk_webhooks_accepted_total{provider="stripe"}' in text
+    assert 'paydesk_webhooks_duplicate_total{provider="stripe"}' in text
+    assert 'paydesk_webhooks_rejected_total{provider="stripe",reason="bad_signature"}' in text
+    assert "paydesk_webhook_inbox_backlog 1.0" in text
+    assert "paydesk_webhook_inbox_dead 0.0" in text
+    assert "paydesk_database_up 1.0" in text
+
+
+# --- PostFinance: ECDSA signatures, public key read through the SDK from the fake's key service ---
+
+
+@pytest.fixture
+def pf_client(
+    client: TestClient, postfinance_fake: PostFinanceFake, monkeypatch: pytest.MonkeyPatch
+) -> TestClient:
+    monkeypatch.setenv("POSTFINANCE_API_BASE", postfinance_fake.base_url)
+    monkeypatch.setenv("POSTFINANCE_USER_ID", str(postfinance_fake.user_id))
+    monkeypatch.setenv("POSTFINANCE_AUTHENTICATION_KEY", postfinance_fake.authentication_key)
+    get_settings.cache_clear()
+    return client
+
+
+def test_postfinance_signed_delivery_fetches_the_key_once(
+    pf_client: TestClient, postfinance_fake: PostFinanceFake, engine: Engine
+) -> None:
+    for event_id in (1, 2, 2):
+        body, headers = postfinance_fake.signed_webhook(100_001, "AUTHORIZED", event_id=event_id)
+        assert (
+            pf_client.post("/webhooks/postfinance", content=body, headers=headers).status_code
+            == 200
+        )
+    events = inbox(engine)
+    assert [(e.event_id, e.event_type, e.verification) for e in events] == [
+        ("1", "Transaction", "signed"),
+        ("2", "Transaction", "signed"),
+    ]
+    key_requests = postfinance_fake.requests_to("/webhooks/encryption-keys")
+    assert len(key_requests) == 1  # cached by key id
+    assert key_requests[0].headers["authorization"].startswith("Bearer ")  # the SDK's JWT
+
+
+def test_postfinance_forged_and_unknown_key_refused(
+    pf_client: TestClient, postfinance_fake: PostFinanceFake, engine: Engine
+) -> None:
+    body, headers = postfinance_fake.signed_webhook(100_001, "FULFILL", event_id=7)
+    tampered = body.replace(b"FULFILL", b"DECLINE")
+    response = pf_client.post("/webhooks/postfinance", content=tampered, headers=headers)
+    assert response.status_code == 400 and response.json()["error"] == "bad_signature"
+    # A key id PostFinance does not serve (signed, then withdrawn before we could fetch it).
+    withdrawn = postfinance_fake.rotate_key()
+    body, headers = postfinance_fake.signed_webhook(100_001, "FULFILL", event_id=7)
+    postfinance_fake.remove_key(withdrawn)
+    response = pf_client.post("/webhooks/postfinance", content=body, headers=headers)
+    assert response.status_code == 400 and response.json()["detail"] == "unknown signing key"
+    assert inbox(engine) == []
+
+
+def test_postfinance_key_service_down_is_503_so_it_is_redelivered(
+    pf_client: TestClient, postfinance_fake: PostFinanceFake, engine: Engine
+) -> None:
+    postfinance_fake.fail_next("/webhooks/encryption-keys", status=500)
+    body, headers = postfinance_fake.signed_webhook(100_001, "FULFILL", event_id=8)
+    assert pf_client.post("/webhooks/postfinance", content=body, headers=headers).status_code == 503
+    assert inbox(engine) == []
+    assert pf_client.post("/webhooks/postfinance", content=body, headers=headers).status_code == 200
+
+
+def test_postfinance_unsigned_refused_unless_allowed_then_only_a_hint(
+    pf_client: TestClient,
+    postfinance_fake: PostFinanceFake,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = postfinance_fake.webhook_body(100_001, "FULFILL", event_id=9)
+    response = pf_client.post("/webhooks/postfinance", content=body)
+    assert response.status_code == 400 and response.json()["error"] == "unsigned"
+    monkeypatch.setenv("POSTFINANCE_ALLOW_UNSIGNED_WEBHOOKS", "true")
+    get_settings.cache_clear()
+    assert pf_client.post("/webhooks/postfinance", content=body).status_code == 200
+    [event] = inbox(engine)
+    assert event.verification == "hint"
