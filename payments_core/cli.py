@@ -8,6 +8,7 @@ reference) print one clear line and exit with status 2; nothing is half-done.
 from __future__ import annotations
 
 import getpass
+import importlib
 import json
 import os
 import secrets
@@ -42,6 +43,7 @@ from payments_core.models import (
     Role,
 )
 from payments_core.money import format_amount
+from payments_core.services import processing
 from payments_core.services.audit import verify_chain
 from payments_core.services.payments import get_payment_by_reference
 from payments_core.services.seed import seed_demo_data
@@ -54,6 +56,8 @@ audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(payments_app, name="payments")
 app.add_typer(audit_app, name="audit")
+webhooks_app = typer.Typer(help="The webhook inbox.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -361,11 +365,15 @@ def audit_verify() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Do not process events in this process.")
+    ] = False,
 ) -> None:
-    """Run the webhook server (ASGI, uvicorn)."""
+    """Run the webhook server (ASGI, uvicorn), with an in-process worker unless --no-worker."""
     import uvicorn
 
     settings = get_settings()
+    os.environ["PAYDESK_IN_PROCESS_WORKER"] = "0" if no_worker else "1"
     # By import string: payments_core does not import the webhook server package.
     uvicorn.run(
         "webhook_server.app:app",
@@ -373,6 +381,66 @@ def serve(
         port=port or settings.webhook_port,
         log_level="info",
     )
+
+
+@app.command()
+def worker(
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Worker loops in this process.")] = 1,
+) -> None:
+    """Process webhook events from the inbox until stopped (Ctrl-C)."""
+    _require_schema(_engine())
+    # By module name, like `serve`: payments_core does not import the webhook server package.
+    importlib.import_module("webhook_server.worker").main(workers)
+
+
+@webhooks_app.command("replay")
+def webhooks_replay(
+    event_id: Annotated[
+        list[int] | None, typer.Option("--id", help="Inbox event id (repeatable).")
+    ] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Every failed or dead event.")] = False,
+    actor: Annotated[str | None, typer.Option(help="Who asks (for the audit log).")] = None,
+) -> None:
+    """Make events due again; a running worker (or `paydesk serve`) processes them."""
+    if bool(event_id) == failed:
+        fail("give --id ID (one or more) or --failed")
+    engine = _engine()
+    _require_schema(engine)
+    try:
+        with transaction(engine) as session:
+            replayed = processing.replay(
+                session=session,
+                actor=actor or cli_actor(),
+                event_ids=event_id or None,
+                failed=failed,
+            )
+    except LookupError as exc:
+        fail(str(exc))
+    if not replayed:
+        console.print("nothing to replay")
+        return
+    console.print(
+        f"replaying {len(replayed)} event(s): {', '.join(map(str, replayed[:20]))}"
+        + (" ..." if len(replayed) > 20 else ""),
+        highlight=False,
+    )
+
+
+@webhooks_app.command("process")
+def webhooks_process(
+    limit: Annotated[int, typer.Option(min=1, help="At most this many events.")] = 1000,
+) -> None:
+    """Process due events once, here and now, and print what happened (no loop)."""
+    from payments_core.providers.registry import WebhookFacts
+
+    engine = _engine()
+    _require_schema(engine)
+    result = processing.process_due(engine=engine, read_facts=WebhookFacts(), limit=limit)
+    for outcome in result.outcomes:
+        console.print(
+            f"{outcome.event_id}: {outcome.status} {outcome.detail}".rstrip(), highlight=False
+        )
+    console.print(f"{len(result)} event(s) processed")
 
 
 @dataclass(frozen=True)

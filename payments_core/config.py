@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     paystack_webhook_allowed_ips: str = ""
     mpesa_callback_allowed_ips: str = ""
 
+    # Webhook processing: failed events retry after base * 2^(attempt-1) seconds (capped, with
+    # jitter) and are dead after the last attempt; `paydesk webhooks replay` runs them again.
+    webhook_max_attempts: int = Field(default=10, ge=1, le=100)
+    webhook_retry_base_seconds: float = Field(default=15.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    worker_batch_size: int = Field(default=100, ge=1, le=10_000)
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+
     # Where `make run` / `paydesk dev` serve the webhook server.
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8000, ge=1, le=65535)

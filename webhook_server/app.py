@@ -6,6 +6,10 @@ verification and the durable insert in a worker thread (SQLAlchemy sessions are 
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
@@ -18,8 +22,24 @@ from payments_core.db import get_engine, read_engine
 from payments_core.providers.base import RejectionReason, WebhookRejected
 from webhook_server.intake import BodyTooLarge, Delivery, Intake, read_body
 from webhook_server.metrics import IntakeMetrics
+from webhook_server.worker import WorkerThread
 
-app = FastAPI(title="Paydesk", version="0.1.0")
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    """`paydesk serve` runs a worker in the same process unless told not to (`--no-worker`)."""
+    worker = WorkerThread() if os.environ.get(IN_PROCESS_WORKER_ENV) == "1" else None
+    if worker is not None:
+        worker.start()
+    try:
+        yield
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+IN_PROCESS_WORKER_ENV = "PAYDESK_IN_PROCESS_WORKER"
+app = FastAPI(title="Paydesk", version="0.1.0", lifespan=lifespan)
 metrics = IntakeMetrics()
 intake = Intake(metrics)
 

@@ -184,3 +184,11 @@ IGNORED_EVENT: Final = EventFacts(payment=None)
 
 class ProviderUnavailable(Exception):
     """A provider read failed transiently (network, 5xx, timeout): retry the event later."""
+
+
+class MalformedEvent(ValueError):
+    """A stored event body lacks a field its type needs, or has one of the wrong type."""
+
+
+class ProviderEntityNotFound(LookupError):
+    """The provider does not know the entity read (HTTP 404): retrying will not help."""

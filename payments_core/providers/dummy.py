@@ -21,9 +21,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 from typing import Any, Final, Literal, assert_never, cast, get_args
 
+from payments_core.money import UnknownCurrencyError, normalize_currency
 from payments_core.providers.base import (
+    IGNORED_EVENT,
+    EventFacts,
+    MalformedEvent,
+    PaymentFacts,
     ProviderName,
     RejectionReason,
     UnknownProviderState,
@@ -124,3 +130,60 @@ def _load_json_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _malformed("body is not a JSON object")
     return body
+
+
+# --- Event facts ---------------------------------------------------------------------------------
+# A verified, stored event body -> what it says in our terms (``base.EventFacts``). Dummy payments
+# exist only when Paydesk created them, so the facts are never complete (never create a payment).
+
+
+def event_facts(raw: bytes) -> EventFacts:
+    """What one verified dummy event body says; ``payment.*`` types only, others are ignored.
+
+    A ``payment.*`` type we do not know raises ``UnknownProviderState``, a body without what it
+    needs ``MalformedEvent``.
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise MalformedEvent("dummy event body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise MalformedEvent("dummy event body is not a JSON object")
+    event_type = body.get("type")
+    if not isinstance(event_type, str) or not event_type:
+        raise MalformedEvent("dummy event without type")
+    if not event_type.startswith("payment."):
+        return IGNORED_EVENT
+    mapped = map_event_type(event_type)
+    payment_id = body.get("payment_id")
+    if not isinstance(payment_id, str) or not payment_id:
+        raise MalformedEvent("dummy payment event without payment_id")
+    amount = body.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+        raise MalformedEvent(f"dummy amount is not a non-negative integer: {amount!r}")
+    currency = body.get("currency")
+    if not isinstance(currency, str):
+        raise MalformedEvent("dummy event without currency")
+    try:
+        currency = normalize_currency(currency)
+    except UnknownCurrencyError:
+        raise MalformedEvent(f"dummy currency {currency!r} is not a known currency") from None
+    livemode = body.get("livemode")
+    if livemode is not None and not isinstance(livemode, bool):
+        raise MalformedEvent("dummy livemode is not a boolean")
+    if mapped.status is PaymentStatus.FAILED:
+        reason = body.get("failure_reason")
+        if reason is not None and not isinstance(reason, str):
+            raise MalformedEvent("dummy failure_reason is not a string")
+        mapped = replace(mapped, failure_reason=reason or None)
+    payment = PaymentFacts(
+        reference=payment_id,
+        payment_id=payment_id,
+        status=mapped,
+        amount_minor=amount,
+        currency=currency,
+        captured_minor=amount if mapped.status is PaymentStatus.SUCCEEDED else None,
+        complete=False,
+        livemode=livemode,
+    )
+    return EventFacts(payment=payment, summary=f"{event_type} ({payment_id})")

@@ -1,25 +1,48 @@
-"""M-Pesa Daraja (STK Push / M-Pesa Express): what an STK ``ResultCode`` means for a payment.
+"""M-Pesa Daraja (STK Push / M-Pesa Express): result codes, callbacks and the STK Query client.
 
-Mapping only, no API calls yet (the adapter is added to this module later). Result codes are open
-ended, so instead of a ``Literal`` the known codes live in the ``RESULT_CODES`` table; every nonzero
-code is a failure of this attempt, known or not. The code arrives as a JSON number in the callback
-and as a string in the STK Query answer; both are normalised with ``int(str(x).strip())``.
+Result codes are open ended, so instead of a ``Literal`` the known codes live in the
+``RESULT_CODES`` table; every nonzero code is a failure of this attempt, known or not. The code
+arrives as a JSON number in the callback and as a string in the STK Query answer; both are
+normalised with ``int(str(x).strip())``.
 
-Source: ../shared/reference/providers.md sections 4.3 (callback), 4.4 (result codes),
-4.5 (STK Query, the ``500.001.1001`` pending answer) and 5 (suggested mapping).
+Callbacks are unsigned: ``parse_stk_callback`` only identifies one (its URL token is checked by
+the intake), and ``callback_facts`` counts a success only once ``DarajaClient.stk_query`` (an
+authenticated server-to-server read) confirms it. Amounts are whole KES on the wire and become
+minor units in ``_kes_minor``.
+
+Source: ../shared/reference/providers.md sections 4.1 (OAuth), 4.3 (callback), 4.4 (result
+codes), 4.5 (STK Query, the ``500.001.1001`` pending answer), 4.6 (callback security) and
+5 (suggested mapping).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import math
 import secrets
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Self
+from zoneinfo import ZoneInfo
 
+import httpx
+
+from payments_core.money import minor_from_decimal
 from payments_core.providers.base import (
+    EventFacts,
+    MalformedEvent,
+    PaymentFacts,
+    PaymentMethod,
+    ProviderEntityNotFound,
     ProviderName,
+    ProviderUnavailable,
     RejectionReason,
     UnknownProviderState,
     Verification,
@@ -29,6 +52,7 @@ from payments_core.providers.base import (
 from payments_core.status import MappedStatus, PaymentStatus
 
 SUCCESS_RESULT_CODE: Final = 0
+CURRENCY: Final = "KES"  # M-Pesa Express takes whole shillings only
 
 # Known nonzero result codes (section 4.4): code -> (status, failure reason).
 RESULT_CODES: Final[Mapping[int, tuple[PaymentStatus, str]]] = MappingProxyType(
@@ -146,3 +170,335 @@ def _object_at(body: object, *path: str) -> dict[str, Any]:
 
 def _malformed(detail: str) -> WebhookRejected:
     return WebhookRejected(RejectionReason.MALFORMED, detail)
+
+
+# --- STK Query client (sections 4.1 and 4.5) ------------------------------------------------------
+
+NAIROBI: Final = ZoneInfo("Africa/Nairobi")
+OAUTH_PATH: Final = "/oauth/v1/generate"
+STK_QUERY_PATH: Final = "/mpesa/stkpushquery/v1/query"
+# Daraja's "Invalid Access Token" error code (expired or unknown token).
+INVALID_TOKEN_ERROR_CODE: Final = "404.001.03"  # noqa: S105 (an error code, not a secret)
+_TOKEN_REFRESH_MARGIN_SECONDS: Final = 60
+_DEFAULT_TIMEOUT: Final = httpx.Timeout(15.0, connect=5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class StkQueryResult:
+    """Daraja's answer to an STK Query.
+
+    ``pending`` is the "being processed" answer (customer has not answered yet): ``status`` is
+    then PROCESSING and ``result_code`` None. Otherwise ``result_code`` is the STK ``ResultCode``
+    as text and ``status`` its mapping.
+    """
+
+    status: MappedStatus
+    result_code: str | None
+    result_desc: str
+    pending: bool
+
+
+class DarajaClient:
+    """Daraja API client: OAuth access token and STK Query.
+
+    The access token is cached until 60 s before it expires (by ``clock``) and fetched again once
+    when an API call answers that it is invalid (401 / ``404.001.03``). ``Timestamp`` and
+    ``Password`` use Kenyan time from ``clock``. Network errors, timeouts, HTTP 429 and 5xx (other
+    than the pending answer) and unreadable answers raise ``ProviderUnavailable``; so do refused
+    credentials, with a message naming them. A ``CheckoutRequestID`` Daraja does not know raises
+    ``ProviderEntityNotFound``; other 4xx answers raise ``DarajaError``.
+
+    Pass ``http`` to share a client (its owner closes it); otherwise ``close()`` closes ours.
+    Thread-safe.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        consumer_key: str,
+        consumer_secret: str,
+        shortcode: str,
+        passkey: str,
+        *,
+        http: httpx.Client | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._basic_auth = httpx.BasicAuth(consumer_key, consumer_secret)
+        self._shortcode = str(shortcode)
+        self._passkey = passkey
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client(timeout=_DEFAULT_TIMEOUT)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._token_refresh_at = 0.0
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- STK Query ------------------------------------------------------------------------------
+
+    def stk_query(self, checkout_request_id: str) -> StkQueryResult:
+        """``POST /mpesa/stkpushquery/v1/query``: the outcome of one STK push, or pending."""
+        timestamp = self.timestamp()
+        body = {
+            "BusinessShortCode": self._shortcode,
+            "Password": self.password(timestamp),
+            "Timestamp": timestamp,
+            "CheckoutRequestID": checkout_request_id,
+        }
+        response = self._post(STK_QUERY_PATH, body)
+        answer = _json_object(response)
+        if response.status_code == httpx.codes.OK:
+            result_code = answer.get("ResultCode")
+            if isinstance(result_code, bool) or not isinstance(result_code, int | str):
+                raise ProviderUnavailable("M-Pesa STK Query answer without ResultCode")
+            code = str(result_code).strip()
+            return StkQueryResult(
+                status=map_result_code(code),
+                result_code=code,
+                result_desc=str(answer.get("ResultDesc") or ""),
+                pending=False,
+            )
+        error_code = str(answer.get("errorCode") or "")
+        error_message = str(answer.get("errorMessage") or "")
+        if is_stk_query_pending(error_code, error_message):
+            return StkQueryResult(
+                status=map_stk_query_pending(),
+                result_code=None,
+                result_desc=error_message,
+                pending=True,
+            )
+        problem = f"HTTP {response.status_code} {error_code} {error_message}".strip()
+        if _is_transient(response.status_code):
+            raise ProviderUnavailable(f"M-Pesa STK Query failed: {problem}")
+        if "CheckoutRequestID" in error_message:
+            raise ProviderEntityNotFound(
+                f"M-Pesa does not know CheckoutRequestID {checkout_request_id!r}: {problem}"
+            )
+        raise DarajaError(response.status_code, error_code, error_message)
+
+    # -- credentials ----------------------------------------------------------------------------
+
+    def timestamp(self) -> str:
+        """Daraja's ``Timestamp``: now in Kenyan time as ``YYYYMMDDHHMMSS``."""
+        return datetime.fromtimestamp(self._clock(), NAIROBI).strftime("%Y%m%d%H%M%S")
+
+    def password(self, timestamp: str) -> str:
+        """``base64(shortcode + passkey + timestamp)``, sent with that same ``Timestamp``."""
+        raw = f"{self._shortcode}{self._passkey}{timestamp}".encode()
+        return base64.b64encode(raw).decode("ascii")
+
+    def access_token(self) -> str:
+        """The cached access token; fetched when there is none or it is near expiry."""
+        with self._lock:
+            if self._token is not None and self._clock() < self._token_refresh_at:
+                return self._token
+            return self._fetch_and_cache_token()
+
+    def _replace_token(self, refused: str) -> str:
+        """A new token after ``refused`` was refused (unless another thread already got one)."""
+        with self._lock:
+            token = self._token
+            if token is not None and token != refused and self._clock() < self._token_refresh_at:
+                return token
+            return self._fetch_and_cache_token()
+
+    def _fetch_and_cache_token(self) -> str:
+        token, expires_in = self._fetch_token()
+        self._token = token
+        self._token_refresh_at = self._clock() + expires_in - _TOKEN_REFRESH_MARGIN_SECONDS
+        return token
+
+    def _fetch_token(self) -> tuple[str, float]:
+        response = self._send(
+            "GET",
+            OAUTH_PATH,
+            params={"grant_type": "client_credentials"},
+            auth=self._basic_auth,
+        )
+        if response.status_code in (400, 401, 403):
+            raise ProviderUnavailable(
+                f"M-Pesa refused our credentials (HTTP {response.status_code}); check "
+                "MPESA_CONSUMER_KEY and MPESA_CONSUMER_SECRET"
+            )
+        if response.status_code != httpx.codes.OK:
+            raise ProviderUnavailable(f"M-Pesa OAuth failed: HTTP {response.status_code}")
+        answer = _json_object(response)
+        token = answer.get("access_token")
+        try:
+            expires_in = float(str(answer.get("expires_in")))  # a string of seconds, or a number
+        except ValueError:
+            expires_in = math.nan
+        if not isinstance(token, str) or not token or not math.isfinite(expires_in):
+            raise ProviderUnavailable("M-Pesa OAuth answer without access_token/expires_in")
+        return token, expires_in
+
+    # -- HTTP -----------------------------------------------------------------------------------
+
+    def _post(self, path: str, body: dict[str, str]) -> httpx.Response:
+        token = self.access_token()
+        response = self._authorized_post(path, body, token)
+        if _token_refused(response):
+            response = self._authorized_post(path, body, self._replace_token(token))
+            if _token_refused(response):
+                raise ProviderUnavailable("M-Pesa refused a freshly issued access token")
+        return response
+
+    def _authorized_post(self, path: str, body: dict[str, str], token: str) -> httpx.Response:
+        return self._send("POST", path, json=body, headers={"Authorization": f"Bearer {token}"})
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, self._base_url + path, **kwargs)
+        except httpx.HTTPError as exc:  # timeouts, refused connections, protocol errors
+            raise ProviderUnavailable(
+                f"M-Pesa not reachable ({type(exc).__name__}: {exc})"
+            ) from exc
+
+
+class DarajaError(Exception):
+    """Daraja refused a request for a reason a retry will not fix (4xx other than 401/429)."""
+
+    def __init__(self, status_code: int, error_code: str, error_message: str) -> None:
+        super().__init__(f"M-Pesa answered HTTP {status_code} {error_code}: {error_message}")
+        self.status_code = status_code
+        self.error_code = error_code
+        self.error_message = error_message
+
+
+def _is_transient(status_code: int) -> bool:
+    return status_code == httpx.codes.TOO_MANY_REQUESTS or status_code >= 500
+
+
+def _token_refused(response: httpx.Response) -> bool:
+    if response.status_code == httpx.codes.UNAUTHORIZED:
+        return True
+    try:
+        answer = response.json()
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and answer.get("errorCode") == INVALID_TOKEN_ERROR_CODE
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The answer as a JSON object; anything else is treated as a transient failure."""
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        if _is_transient(response.status_code) or response.status_code == httpx.codes.OK:
+            raise ProviderUnavailable(
+                f"M-Pesa answered HTTP {response.status_code} with an unreadable body"
+            )
+        raise DarajaError(response.status_code, "", "unreadable error body")
+    return answer
+
+
+# --- Facts from an STK callback -------------------------------------------------------------------
+
+
+def callback_facts(raw: bytes, query: StkQueryResult | None) -> EventFacts:
+    """What an STK callback says about its payment, checked against an STK Query.
+
+    Callbacks are unsigned (section 4.6), so the rule is:
+
+    * a success (``ResultCode`` 0) counts only when ``query`` confirms it (its status is
+      SUCCEEDED); then ``captured_minor`` is the callback's amount;
+    * a success while the query is pending, or without a query, is PROCESSING;
+    * a success the query contradicts (cancelled, failed, ...) takes the query's status;
+    * a failure callback is applied as it is, with or without a query; except that a definitive
+      query (not pending) always wins, since it is the authenticated answer.
+
+    ``amount_minor`` (KES, x100 from whole shillings), phone and receipt are what the callback
+    says; processing must check them against the payment it started. ``complete`` is False: a
+    callback only updates a payment Paydesk created. Raises ``MalformedEvent`` for a body that is
+    not an STK callback.
+    """
+    callback = _stk_callback(raw)
+    checkout_request_id = str(callback["CheckoutRequestID"])
+    try:
+        code = parse_result_code(callback["ResultCode"])
+    except UnknownProviderState:
+        raise MalformedEvent("stkCallback ResultCode is not a number") from None
+    result_desc = str(callback.get("ResultDesc") or "")
+    items = _metadata_items(callback)
+    amount_minor = _kes_minor(items.get("Amount"))
+    receipt = items.get("MpesaReceiptNumber")
+    phone = items.get("PhoneNumber")
+
+    status = map_result_code(code)
+    if query is not None and not query.pending:
+        status = query.status
+    elif code == SUCCESS_RESULT_CODE:
+        # Unconfirmed success: the customer answered, the money is not proven yet.
+        status = query.status if query is not None else MappedStatus(PaymentStatus.PROCESSING, "0")
+    succeeded = status.status is PaymentStatus.SUCCEEDED
+    payment = PaymentFacts(
+        reference=checkout_request_id,
+        status=status,
+        amount_minor=amount_minor,
+        currency=CURRENCY,
+        captured_minor=amount_minor if succeeded else None,
+        complete=False,
+        method=PaymentMethod.MOBILE_MONEY,
+        customer_phone=str(phone) if phone is not None else None,
+        details={"receipt": str(receipt)} if receipt else {},
+    )
+    summary = f"STK callback ResultCode {code}"
+    if result_desc:
+        summary += f": {result_desc}"
+    return EventFacts(payment=payment, summary=summary)
+
+
+def _stk_callback(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise MalformedEvent("STK callback body is not valid JSON") from None
+    node: object = body
+    for name in ("Body", "stkCallback"):
+        node = node.get(name) if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+        raise MalformedEvent("body is not an STK callback (Body.stkCallback)")
+    checkout_request_id = node.get("CheckoutRequestID")
+    result_code = node.get("ResultCode")
+    if not isinstance(checkout_request_id, str) or not checkout_request_id:
+        raise MalformedEvent("stkCallback without CheckoutRequestID")
+    if isinstance(result_code, bool) or not isinstance(result_code, int | str):
+        raise MalformedEvent("stkCallback without ResultCode")
+    return node
+
+
+def _metadata_items(callback: dict[str, Any]) -> dict[str, Any]:
+    """``CallbackMetadata.Item`` by ``Name`` (only on success; ``Balance`` may have no value)."""
+    metadata = callback.get("CallbackMetadata")
+    raw_items = metadata.get("Item") if isinstance(metadata, dict) else None
+    if not isinstance(raw_items, list):
+        return {}
+    return {
+        item["Name"]: item["Value"]
+        for item in raw_items
+        if isinstance(item, dict) and isinstance(item.get("Name"), str) and "Value" in item
+    }
+
+
+def _kes_minor(amount: object) -> int | None:
+    """The callback's whole-shilling ``Amount`` (``1`` or ``1.00``) in KES minor units."""
+    if amount is None:
+        return None
+    if isinstance(amount, bool) or not isinstance(amount, int | float | str):
+        raise MalformedEvent(f"stkCallback Amount is not a number: {amount!r}")
+    try:
+        return minor_from_decimal(Decimal(str(amount)), CURRENCY)
+    except (ArithmeticError, ValueError):
+        raise MalformedEvent(f"stkCallback Amount is not an amount: {amount!r}") from None

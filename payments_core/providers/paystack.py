@@ -14,10 +14,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime
 from typing import Any, Final, Literal, assert_never, cast, get_args
 
+from payments_core.money import (
+    InvalidAmountError,
+    UnknownCurrencyError,
+    exponent,
+    normalize_currency,
+)
 from payments_core.providers.base import (
+    IGNORED_EVENT,
+    DisputeFacts,
+    EventFacts,
+    MalformedEvent,
+    PaymentFacts,
+    PaymentMethod,
     ProviderName,
+    RefundFacts,
     RejectionReason,
     UnknownProviderState,
     Verification,
@@ -261,3 +275,273 @@ def _load_json_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _malformed("body is not a JSON object")
     return body
+
+
+# --- Event facts --------------------------------------------------------------------------------
+# A verified, stored event body -> what it says in our terms (``base.EventFacts``). Pure: no API
+# calls. Shapes per section 3.5; a body without what its event needs raises ``MalformedEvent``, a
+# refund or dispute status we do not know ``UnknownProviderState``.
+
+# Paystack counts every currency in hundredths of its major unit (kobo, pesewas, cents), also
+# currencies whose ISO 4217 minor unit is not 1/100 (XOF and RWF have none): Paystack's own
+# WooCommerce plugin sends ``total * 100`` and reads ``amount / 100`` for all of them.
+_WIRE_EXPONENT: Final = 2
+
+
+def amount_from_paystack(amount: int, currency: str) -> int:
+    """Minor units of ``currency`` for a Paystack wire ``amount`` (hundredths of the major unit).
+
+    The same number for NGN, GHS, ZAR, KES, USD (two-decimal in ISO 4217 too); XOF 250000 on the
+    wire is XOF 2500. An amount that is not a whole number of our minor units raises
+    ``InvalidAmountError`` (never rounded), an unknown currency ``UnknownCurrencyError``.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise TypeError(f"a Paystack amount is an int, got {type(amount).__name__}")
+    code = normalize_currency(currency)
+    shift = exponent(code) - _WIRE_EXPONENT
+    scale: int = 10 ** abs(shift)
+    if shift >= 0:
+        return amount * scale
+    whole, rest = divmod(amount, scale)
+    if rest:
+        raise InvalidAmountError(
+            f"Paystack amount {amount} {code} is not a whole number of {code} minor units"
+        )
+    return whole
+
+
+def event_facts(raw: bytes) -> EventFacts:
+    """What one verified Paystack event body says about a payment, its refunds and disputes.
+
+    ``charge.success`` gives complete payment facts; refund and dispute events partial ones (the
+    payment must exist). Other events (transfers, subscriptions, ...) are ignored.
+    """
+    event, data = _event_parts(raw)
+    if event == "charge.success":
+        return _charge_facts(event, data)
+    if event in _REFUND_EVENTS:
+        return _refund_event_facts(event, data)
+    if event in _DISPUTE_EVENTS:
+        return _dispute_event_facts(event, data)
+    return IGNORED_EVENT
+
+
+# ``refund.needs-attention`` too: the refund waits for the customer's account details (3.4).
+_REFUND_EVENTS: Final = frozenset(
+    {
+        "refund.pending",
+        "refund.processing",
+        "refund.processed",
+        "refund.failed",
+        "refund.needs-attention",
+    }
+)
+_DISPUTE_EVENTS: Final = frozenset(
+    {"charge.dispute.create", "charge.dispute.remind", "charge.dispute.resolve"}
+)
+
+
+def _charge_facts(event: str, data: dict[str, Any]) -> EventFacts:
+    what = "charge"
+    mapped = map_transaction_status(
+        _required_str(data, "status", what),
+        gateway_response=_optional_str(data, "gateway_response", what),
+    )
+    currency = _currency(data, what)
+    amount = _amount(data.get("amount"), currency, f"{what}.amount")
+    customer = _optional_object(data, "customer", what) or {}
+    names = [
+        _optional_str(customer, "first_name", "customer"),
+        _optional_str(customer, "last_name", "customer"),
+    ]
+    channel = _optional_str(data, "channel", what)
+    payment = PaymentFacts(
+        reference=_required_text(data, "reference", what),
+        status=mapped,
+        amount_minor=amount,
+        currency=currency,
+        captured_minor=amount if mapped.status is PaymentStatus.SUCCEEDED else None,
+        payment_id=_optional_str(_metadata(data), "paydesk_payment_id", "metadata"),
+        complete=True,
+        method=_method(channel) if channel else None,
+        customer_email=_optional_str(customer, "email", "customer"),
+        customer_phone=_optional_str(customer, "phone", "customer"),
+        customer_name=" ".join(name for name in names if name) or None,
+        livemode=_livemode(data),
+        created_at=_iso_datetime(data, "created_at", what) or _iso_datetime(data, "paid_at", what),
+    )
+    return EventFacts(payment=payment, summary=f"{event} ({mapped.provider_state})")
+
+
+def _refund_event_facts(event: str, data: dict[str, Any]) -> EventFacts:
+    what = "refund"
+    # ``refund_reference`` is null while the refund is pending or processing (section 3.5).
+    refund_id = _text(data.get("refund_reference")) or _text(data.get("id"))
+    if refund_id is None:
+        raise MalformedEvent("Paystack refund without refund_reference or id")
+    currency = _currency(data, what)
+    refund = RefundFacts(
+        provider_refund_id=refund_id,
+        amount_minor=_amount(data.get("amount"), currency, f"{what}.amount"),
+        currency=currency,
+        status=map_refund_status(_required_str(data, "status", what)),
+    )
+    payment = PaymentFacts(
+        reference=_required_text(data, "transaction_reference", what), livemode=_livemode(data)
+    )
+    return EventFacts(
+        payment=payment, refunds=(refund,), summary=f"{event} ({refund_id} {refund.status})"
+    )
+
+
+def _dispute_event_facts(event: str, data: dict[str, Any]) -> EventFacts:
+    what = "dispute"
+    transaction = _optional_object(data, "transaction", what)
+    if transaction is None:
+        raise MalformedEvent("Paystack dispute without transaction")
+    currency = _currency(data, what) if data.get("currency") else _currency(transaction, what)
+    # ``refund_amount`` is what goes back to the customer if the dispute is lost; without it the
+    # whole transaction is taken as disputed.
+    if data.get("refund_amount") is not None:
+        amount = _amount(data["refund_amount"], currency, f"{what}.refund_amount")
+    else:
+        amount = _amount(transaction.get("amount"), currency, f"{what}.transaction.amount")
+    dispute = DisputeFacts(
+        provider_dispute_id=_required_text(data, "id", what),
+        amount_minor=amount,
+        currency=currency,
+        status=map_dispute_status(
+            _required_str(data, "status", what), _optional_str(data, "resolution", what)
+        ),
+        reason=_optional_str(data, "category", what),
+        evidence_due_at=_iso_datetime(data, "dueAt", what),
+    )
+    payment = PaymentFacts(
+        reference=_required_text(transaction, "reference", f"{what}.transaction"),
+        livemode=_livemode(data),
+    )
+    return EventFacts(
+        payment=payment,
+        disputes=(dispute,),
+        summary=f"{event} ({dispute.provider_dispute_id} {dispute.status})",
+    )
+
+
+def _event_parts(raw: bytes) -> tuple[str, dict[str, Any]]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise MalformedEvent("Paystack event body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise MalformedEvent("Paystack event body is not a JSON object")
+    event = body.get("event")
+    data = body.get("data")
+    if not isinstance(event, str) or not event or not isinstance(data, dict):
+        raise MalformedEvent("Paystack event body without event or data")
+    return event, data
+
+
+def _optional_object(obj: dict[str, Any], key: str, what: str) -> dict[str, Any] | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise MalformedEvent(f"Paystack {what}.{key} is not an object")
+    return value
+
+
+def _metadata(data: dict[str, Any]) -> dict[str, Any]:
+    """``metadata`` as an object: Paystack sends an object, a JSON string, ``""`` or ``0``."""
+    value = data.get("metadata")
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _optional_str(obj: dict[str, Any], key: str, what: str) -> str | None:
+    """A string field; absent, null and empty are None."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedEvent(f"Paystack {what}.{key} is not a string")
+    return value or None
+
+
+def _required_str(obj: dict[str, Any], key: str, what: str) -> str:
+    value = _optional_str(obj, key, what)
+    if value is None:
+        raise MalformedEvent(f"Paystack {what}.{key} is missing")
+    return value
+
+
+def _required_text(obj: dict[str, Any], key: str, what: str) -> str:
+    """A non-empty string or an integer id as text."""
+    value = _text(obj.get(key))
+    if value is None:
+        raise MalformedEvent(f"Paystack {what}.{key} is missing")
+    return value
+
+
+def _livemode(data: dict[str, Any]) -> bool | None:
+    domain = data.get("domain")
+    return domain == "live" if isinstance(domain, str) else None
+
+
+def _currency(obj: dict[str, Any], what: str) -> str:
+    value = _optional_str(obj, "currency", what)
+    if value is None:
+        raise MalformedEvent(f"Paystack {what}.currency is missing")
+    try:
+        return normalize_currency(value)
+    except UnknownCurrencyError:
+        raise MalformedEvent(
+            f"Paystack {what}.currency {value!r} is not a known currency"
+        ) from None
+
+
+def _amount(value: object, currency: str, what: str) -> int:
+    """A wire amount, an integer or (refund events, section 3.5) a string of digits."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MalformedEvent(f"Paystack {what} is not a non-negative integer: {value!r}")
+    try:
+        return amount_from_paystack(value, currency)
+    except InvalidAmountError as exc:
+        raise MalformedEvent(f"Paystack {what}: {exc}") from None
+
+
+def _iso_datetime(obj: dict[str, Any], key: str, what: str) -> datetime | None:
+    """An ISO 8601 field (``2026-01-05T10:15:00.000Z``) as an aware UTC datetime, or None."""
+    value = _optional_str(obj, key, what)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise MalformedEvent(f"Paystack {what}.{key} is not an ISO date: {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)  # Paystack writes UTC ("...Z")
+    return parsed.astimezone(UTC)
+
+
+_METHOD_FIELD_LENGTH: Final = 30  # Payment.method column
+
+
+def _method(channel: str) -> str:
+    """Our payment method for a Paystack ``channel``."""
+    match channel:
+        case "card":
+            return PaymentMethod.CARD.value
+        case "bank" | "bank_transfer":
+            return PaymentMethod.BANK_TRANSFER.value
+        case "mobile_money":
+            return PaymentMethod.MOBILE_MONEY.value
+        case "ussd":
+            return PaymentMethod.USSD.value
+        case _:
+            return channel[:_METHOD_FIELD_LENGTH]

@@ -1,13 +1,16 @@
 """PostFinance Checkout (wallee): what transaction and refund states mean for us.
 
-Mapping only, no API calls yet (the adapter is added to this module later). The state sets are the
-SDK's own enums, ``postfinancecheckout.models.TransactionState`` and ``RefundState``; the ``match``
-statements over them are exhaustive, so an SDK upgrade that adds a state is a mypy error here.
-Raw strings (e.g. the ``state`` field of a signed webhook) go through the enum constructor, and an
-unknown one raises ``UnknownProviderState``.
+Three parts: status mapping, webhook verification, and ``PostFinanceReader``, which reads the
+authoritative transaction/refund through the SDK (webhooks are only hints) and states it as
+``EventFacts``. The state sets are the SDK's own enums,
+``postfinancecheckout.models.TransactionState`` and ``RefundState``; the ``match`` statements over
+them are exhaustive, so an SDK upgrade that adds a state is a mypy error here. Raw strings (e.g.
+the ``state`` field of a signed webhook) go through the enum constructor, and an unknown one
+raises ``UnknownProviderState``. Amounts are floats in major units on the wire and become int
+minor units in exactly one place, ``_minor_units``. SDK services are imported lazily (slow).
 
-Source: ../shared/reference/providers.md sections 2.6 (transaction states), 2.7 (refunds) and
-5 (suggested mapping).
+Source: ../shared/reference/providers.md sections 2.3 (SDK services and errors), 2.6 (transaction
+states), 2.7 (refunds), 2.8 (webhooks) and 5 (suggested mapping).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, assert_never
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final, TypeVar, assert_never
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,8 +34,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from postfinancecheckout.models.refund_state import RefundState
 from postfinancecheckout.models.transaction_state import TransactionState
 
+from payments_core.money import minor_from_decimal, normalize_currency
 from payments_core.providers.base import (
+    IGNORED_EVENT,
+    EventFacts,
+    PaymentFacts,
+    PaymentMethod,
+    ProviderEntityNotFound,
     ProviderName,
+    ProviderUnavailable,
+    RefundFacts,
     RejectionReason,
     UnknownProviderState,
     Verification,
@@ -42,6 +54,14 @@ from payments_core.status import MappedStatus, PaymentStatus, RefundStatus
 
 if TYPE_CHECKING:
     from postfinancecheckout.configuration import Configuration
+    from postfinancecheckout.exceptions import ApiException
+    from postfinancecheckout.models.environment import Environment
+    from postfinancecheckout.models.failure_reason import FailureReason
+    from postfinancecheckout.models.transaction import Transaction
+
+_T = TypeVar("_T")
+_Service = TypeVar("_Service")
+_Entity = TypeVar("_Entity")
 
 # --- Transaction (section 2.6) ------------------------------------------------------------------
 
@@ -287,3 +307,211 @@ def _parse_notification(raw: bytes, verification: Verification) -> VerifiedWebho
         # For other entities (Refund, TransactionCompletion, ...) entityId is not a transaction.
         reference=entity_id if entity_name == "Transaction" else None,
     )
+
+
+# --- Reading the authoritative state (section 2.3) -----------------------------------------------
+# Webhooks only say "entity X changed"; processing reads the entity and acts on what it says.
+
+# Transaction states in which ``completedAmount`` is the money actually taken.
+_CAPTURED_STATES: Final = frozenset(
+    {TransactionState.COMPLETED, TransactionState.FULFILL, TransactionState.DECLINE}
+)
+# Refund ``externalId``s that are our refund ids (others were created outside Paydesk).
+OUR_REFUND_ID_PREFIX: Final = "rf_"
+_PREFERRED_LANGUAGE: Final = "en-US"
+
+
+class PostFinanceReader:
+    """Reads transactions and refunds of one space through the SDK and states them as facts.
+
+    ``configuration`` is the SDK's ``Configuration`` (host, user id, authentication key). Failures
+    are translated: network errors, timeouts, unreadable answers, HTTP 429 and 5xx raise
+    ``ProviderUnavailable`` (retry later); 401/403 raise ``ProviderUnavailable`` naming wrong
+    credentials (retry once they are fixed); 404 raises ``ProviderEntityNotFound``. Other SDK
+    errors (400, 409, 422, a state this SDK does not know: pydantic ``ValidationError``), missing
+    fields (``ValueError``) and amounts that are not whole minor units (``InvalidAmountError``)
+    propagate: they need a person, not a retry.
+    """
+
+    def __init__(self, configuration: Configuration, space_id: int) -> None:
+        self._configuration = configuration
+        self._space_id = space_id
+        self._services: dict[object, object] = {}
+
+    # -- public -----------------------------------------------------------------------------------
+
+    def facts(self, entity_name: str, entity_id: str) -> EventFacts:
+        """The facts behind a webhook about ``entity_name`` (``listenerEntityTechnicalName``).
+
+        ``Transaction`` and ``Refund`` are read directly. A ``TransactionCompletion``,
+        ``TransactionVoid`` or ``TransactionInvoice`` is read for its ``linkedTransaction``,
+        whose facts are returned. Any other entity (tokens, manual tasks, ...) is
+        ``IGNORED_EVENT``.
+        """
+        if entity_name == "Transaction":
+            return self.transaction_facts(entity_id)
+        if entity_name == "Refund":
+            return self.refund_facts(entity_id)
+        linked = self._linked_transaction_id(entity_name, entity_id)
+        if linked is None:
+            return IGNORED_EVENT
+        return self.transaction_facts(linked)
+
+    def transaction_facts(self, transaction_id: str) -> EventFacts:
+        """Read ``GET /payment/transactions/{id}``: complete facts about the payment."""
+        from postfinancecheckout.service.transactions_service import TransactionsService
+
+        service = self._service(TransactionsService)
+        tx = self._read(service.get_payment_transactions_id, "transaction", transaction_id)
+        state = parse_transaction_state(_required(tx.state, "transaction", "state"))
+        currency = normalize_currency(_required(tx.currency, "transaction", "currency"))
+        captured_minor = None
+        if state in _CAPTURED_STATES:
+            captured = tx.completed_amount or tx.authorization_amount
+            captured_minor = _minor_units(captured, currency)
+        payment = PaymentFacts(
+            reference=str(_required(tx.id, "transaction", "id")),
+            status=map_transaction_state(state, failure_reason=_reason_text(tx.failure_reason)),
+            amount_minor=_minor_units(tx.authorization_amount, currency),
+            currency=currency,
+            captured_minor=captured_minor,
+            payment_id=(tx.meta_data or {}).get("paydesk_payment_id") or None,
+            complete=True,
+            method=_payment_method(tx),
+            host_reference=tx.merchant_reference or None,
+            customer_email=tx.customer_email_address or None,
+            livemode=_livemode(tx.environment),
+            created_at=tx.created_on,
+        )
+        return EventFacts(payment=payment, summary=f"Transaction {state.value}")
+
+    def refund_facts(self, refund_id: str) -> EventFacts:
+        """Read ``GET /payment/refunds/{id}``: the refund, and which transaction it belongs to."""
+        from postfinancecheckout.service.refunds_service import RefundsService
+
+        service = self._service(RefundsService)
+        refund = self._read(service.get_payment_refunds_id, "refund", refund_id)
+        tx = _required(refund.transaction, "refund", "transaction")
+        currency = normalize_currency(_required(tx.currency, "refund's transaction", "currency"))
+        state = parse_refund_state(_required(refund.state, "refund", "state"))
+        external_id = refund.external_id or ""
+        facts = RefundFacts(
+            provider_refund_id=str(_required(refund.id, "refund", "id")),
+            amount_minor=_required(_minor_units(refund.amount, currency), "refund", "amount"),
+            currency=currency,
+            status=map_refund_state(state),
+            refund_id=external_id if external_id.startswith(OUR_REFUND_ID_PREFIX) else None,
+            failure_reason=_reason_text(refund.failure_reason),
+        )
+        payment = PaymentFacts(reference=str(_required(tx.id, "refund's transaction", "id")))
+        return EventFacts(payment=payment, refunds=(facts,), summary=f"Refund {state.value}")
+
+    # -- SDK calls --------------------------------------------------------------------------------
+
+    def _linked_transaction_id(self, entity_name: str, entity_id: str) -> str | None:
+        # SDK services are imported only for the entity at hand (each import is slow).
+        linked: int | None
+        if entity_name == "TransactionCompletion":
+            from postfinancecheckout.service.transaction_completions_service import (
+                TransactionCompletionsService,
+            )
+
+            completions = self._service(TransactionCompletionsService)
+            read_completion = completions.get_payment_transactions_completions_id
+            linked = self._read(read_completion, "completion", entity_id).linked_transaction
+        elif entity_name == "TransactionVoid":
+            from postfinancecheckout.service.transaction_voids_service import (
+                TransactionVoidsService,
+            )
+
+            voids = self._service(TransactionVoidsService)
+            read_void = voids.get_payment_transactions_voids_id
+            linked = self._read(read_void, "void", entity_id).linked_transaction
+        elif entity_name == "TransactionInvoice":
+            from postfinancecheckout.service.transaction_invoices_service import (
+                TransactionInvoicesService,
+            )
+
+            invoices = self._service(TransactionInvoicesService)
+            read_invoice = invoices.get_payment_transactions_invoices_id
+            linked = self._read(read_invoice, "invoice", entity_id).linked_transaction
+        else:
+            return None
+        return None if linked is None else str(linked)
+
+    def _service(self, service_class: Callable[[Configuration], _Service]) -> _Service:
+        service = self._services.get(service_class)
+        if service is None:
+            service = self._services[service_class] = service_class(self._configuration)
+        return service  # type: ignore[return-value]  # keyed by its own class
+
+    def _read(self, read: Callable[[int, int], _Entity], what: str, entity_id: str) -> _Entity:
+        import urllib3
+        from postfinancecheckout.exceptions import ApiException
+
+        where = f"PostFinance {what} {entity_id} (space {self._space_id})"
+        try:
+            numeric_id = int(entity_id)
+        except ValueError:
+            raise ProviderEntityNotFound(f"{where}: not a PostFinance id") from None
+        try:
+            return read(numeric_id, self._space_id)
+        except ApiException as exc:
+            raise _translate_api_error(exc, where) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # timeouts, refused, reset
+            raise ProviderUnavailable(f"{where}: PostFinance not reachable ({exc})") from exc
+        except json.JSONDecodeError as exc:
+            raise ProviderUnavailable(f"{where}: unreadable answer from PostFinance") from exc
+
+
+def _translate_api_error(exc: ApiException, where: str) -> Exception:
+    status = int(exc.status or 0)
+    if status == 404:
+        return ProviderEntityNotFound(f"{where}: not found (HTTP 404)")
+    if status in (401, 403):
+        return ProviderUnavailable(
+            f"{where}: HTTP {status}, PostFinance refused our credentials; check "
+            "POSTFINANCE_USER_ID, POSTFINANCE_AUTHENTICATION_KEY and the user's role in the space"
+        )
+    if status == 0 or status == 429 or status >= 500:  # 0: the SDK's own TLS/request errors
+        return ProviderUnavailable(f"{where}: HTTP {status} {exc.reason or ''}".rstrip())
+    return exc  # 400, 409, 422: the request itself is wrong, a retry will not help
+
+
+def _required(value: _T | None, entity: str, field_name: str) -> _T:
+    if value is None:
+        raise ValueError(f"PostFinance {entity} has no {field_name}")
+    return value
+
+
+def _minor_units(value: float | None, currency: str) -> int | None:
+    """The one place PostFinance's float major units become int minor units (exact, or raise)."""
+    if value is None:
+        return None
+    return minor_from_decimal(Decimal(str(value)), currency)
+
+
+def _reason_text(reason: FailureReason | None) -> str | None:
+    """A ``FailureReason``'s description (else its name), in English when available."""
+    if reason is None:
+        return None
+    for texts in (reason.description, reason.name):
+        if texts:
+            text = texts.get(_PREFERRED_LANGUAGE) or next(iter(texts.values()), "")
+            if text:
+                return text
+    return None
+
+
+def _livemode(environment: Environment | None) -> bool | None:
+    if environment is None:
+        return None
+    return environment.value == "LIVE"
+
+
+def _payment_method(tx: Transaction) -> str:
+    # Card unless the connector configuration says TWINT; other methods show as card until
+    # someone needs them told apart.
+    connector = tx.payment_connector_configuration
+    name = (connector.name or "") if connector is not None else ""
+    return PaymentMethod.TWINT if "twint" in name.lower() else PaymentMethod.CARD

@@ -19,10 +19,25 @@ import hmac
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Final, Literal, assert_never, cast, get_args
 
+from payments_core.money import (
+    InvalidAmountError,
+    UnknownCurrencyError,
+    exponent,
+    normalize_currency,
+)
 from payments_core.providers.base import (
+    IGNORED_EVENT,
+    DisputeFacts,
+    EventFacts,
+    MalformedEvent,
+    PaymentFacts,
+    PaymentMethod,
     ProviderName,
+    RefundFacts,
     RejectionReason,
     UnknownProviderState,
     Verification,
@@ -332,3 +347,440 @@ def _parse_event(raw: bytes) -> VerifiedWebhook:
         livemode=livemode,
         reference=reference,
     )
+
+
+# --- Event facts --------------------------------------------------------------------------------
+# A verified, stored event body -> what it says in our terms (``base.EventFacts``). Pure: no API
+# calls. A body without what its type needs raises ``MalformedEvent``; a Stripe state we do not
+# know raises ``UnknownProviderState`` (from the ``parse_*`` functions above).
+
+# Section 1.12. Every other currency is two-decimal on the wire, including the special cases ISK
+# (ISO: no minor unit, Stripe: two decimals, always a multiple of 100), HUF and TWD (two decimals
+# for charges; only their payouts must be whole units).
+_ZERO_DECIMAL_CURRENCIES: Final = frozenset(
+    {
+        "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA",
+        "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
+    }
+)  # fmt: skip
+_THREE_DECIMAL_CURRENCIES: Final = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+
+
+def _wire_exponent(currency: str) -> int:
+    if currency in _ZERO_DECIMAL_CURRENCIES:
+        return 0
+    if currency in _THREE_DECIMAL_CURRENCIES:
+        return 3
+    return 2
+
+
+def amount_from_stripe(amount: int, currency: str) -> int:
+    """Minor units of ``currency`` for a Stripe wire ``amount`` (section 1.12).
+
+    Stripe counts in its own unit per currency, which is not always ISO 4217's minor unit: zero-
+    decimal currencies in major units (MGA 100 is 10000 of our minor units, ISO gives MGA two
+    decimals), three-decimal ones in thousandths, ISK in hundredths although ISO has none
+    (ISK 500 on the wire is ISK 5). An amount that is not a whole number of our minor units raises
+    ``InvalidAmountError`` (never rounded), an unknown currency ``UnknownCurrencyError``.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise TypeError(f"a Stripe amount is an int, got {type(amount).__name__}")
+    code = normalize_currency(currency)
+    shift = exponent(code) - _wire_exponent(code)
+    scale: int = 10 ** abs(shift)
+    if shift >= 0:
+        return amount * scale
+    whole, rest = divmod(amount, scale)
+    if rest:
+        raise InvalidAmountError(
+            f"Stripe amount {amount} {code.lower()} is not a whole number of {code} minor units"
+        )
+    return whole
+
+
+def event_facts(raw: bytes) -> EventFacts:
+    """What one verified Stripe event body says about a payment, its refunds and disputes.
+
+    PaymentIntent and Checkout Session events and Charge events with a PaymentIntent give complete
+    payment facts; Refund and Dispute events give partial ones (the payment must exist). Other event
+    types, charges and disputes without a PaymentIntent, and setup-mode sessions are ignored.
+    """
+    event_type, livemode, obj = _event_parts(raw)
+    if event_type.startswith("payment_intent."):
+        return _payment_intent_facts(event_type, livemode, obj)
+    if event_type in _CHECKOUT_SESSION_EVENTS:
+        return _checkout_session_facts(event_type, livemode, obj)
+    if event_type in _CHARGE_EVENTS:
+        return _charge_facts(event_type, livemode, obj)
+    if event_type in _REFUND_EVENTS:
+        return _refund_event_facts(event_type, livemode, obj)
+    if event_type.startswith("charge.dispute."):
+        return _dispute_event_facts(event_type, livemode, obj)
+    return IGNORED_EVENT
+
+
+_CHECKOUT_SESSION_EVENTS: Final = frozenset(
+    {
+        "checkout.session.completed",
+        "checkout.session.async_payment_succeeded",
+        "checkout.session.async_payment_failed",
+        "checkout.session.expired",
+    }
+)
+_CHARGE_EVENTS: Final = frozenset(
+    {
+        "charge.succeeded",
+        "charge.failed",
+        "charge.captured",
+        "charge.refunded",
+        "charge.updated",
+        "charge.pending",
+    }
+)
+_REFUND_EVENTS: Final = frozenset(
+    {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
+)
+
+
+def _payment_intent_facts(
+    event_type: str, livemode: bool | None, intent: dict[str, Any]
+) -> EventFacts:
+    what = "PaymentIntent"
+    currency = _currency(intent, what)
+    error = _optional_object(intent, "last_payment_error", what)
+    error_text = None
+    if error is not None:
+        error_text = (
+            _optional_str(error, "message", f"{what}.last_payment_error")
+            or _optional_str(error, "code", f"{what}.last_payment_error")
+            or ""
+        )
+    mapped = map_payment_intent(
+        _required_str(intent, "status", what), last_payment_error=error_text
+    )
+    amount = _amount(intent, "amount", currency, what)
+    captured = None
+    if mapped.status is PaymentStatus.SUCCEEDED:
+        captured = _amount(intent, "amount_received", currency, what)
+    metadata = _metadata(intent, what)
+    payment = PaymentFacts(
+        reference=_required_str(intent, "id", what),
+        status=mapped,
+        amount_minor=amount,
+        currency=currency,
+        captured_minor=captured,
+        payment_id=_optional_str(metadata, "paydesk_payment_id", f"{what}.metadata"),
+        complete=True,
+        method=_first_method(intent, what),
+        host_reference=_optional_str(metadata, "host_reference", f"{what}.metadata"),
+        customer_email=_optional_str(intent, "receipt_email", what),
+        description=_optional_str(intent, "description", what),
+        livemode=_livemode(livemode, intent, what),
+        created_at=_timestamp(intent, "created", what),
+    )
+    return EventFacts(payment=payment, summary=f"{event_type} ({mapped.provider_state})")
+
+
+def _checkout_session_facts(
+    event_type: str, livemode: bool | None, session: dict[str, Any]
+) -> EventFacts:
+    what = "Checkout Session"
+    if _optional_str(session, "mode", what) == "setup":
+        return IGNORED_EVENT  # saves a payment method, moves no money
+    session_id = _required_str(session, "id", what)
+    mapped = map_checkout_session(
+        _required_str(session, "status", what), _required_str(session, "payment_status", what)
+    )
+    if event_type == "checkout.session.async_payment_failed":
+        # The session fields do not change when a delayed payment fails; the event type says it.
+        mapped = MappedStatus(
+            PaymentStatus.FAILED, "async_payment_failed", failure_reason="delayed payment failed"
+        )
+    elif event_type == "checkout.session.async_payment_succeeded":
+        mapped = MappedStatus(PaymentStatus.SUCCEEDED, "async_payment_succeeded")
+    intent_id = _optional_id(session, "payment_intent", what)
+    currency = _currency(session, what)
+    amount = _amount(session, "amount_total", currency, what)
+    metadata = _metadata(session, what)
+    details = _optional_object(session, "customer_details", what) or {}
+    payment = PaymentFacts(
+        # Before the PaymentIntent exists the session id is the only reference; once it does,
+        # the payment may still be stored under the session id.
+        reference=intent_id or session_id,
+        alt_references=(session_id,) if intent_id else (),
+        status=mapped,
+        amount_minor=amount,
+        currency=currency,
+        captured_minor=amount if mapped.status is PaymentStatus.SUCCEEDED else None,
+        payment_id=_optional_str(metadata, "paydesk_payment_id", f"{what}.metadata")
+        or _optional_str(session, "client_reference_id", what),
+        complete=True,
+        method=_first_method(session, what),
+        host_reference=_optional_str(metadata, "host_reference", f"{what}.metadata"),
+        customer_email=_optional_str(details, "email", f"{what}.customer_details")
+        or _optional_str(session, "customer_email", what),
+        customer_name=_optional_str(details, "name", f"{what}.customer_details"),
+        livemode=_livemode(livemode, session, what),
+        created_at=_timestamp(session, "created", what),
+    )
+    return EventFacts(payment=payment, summary=f"{event_type} ({mapped.provider_state})")
+
+
+ChargeStatus = Literal["succeeded", "pending", "failed"]  # section 1.11
+_CHARGE_STATUSES: Final = frozenset(get_args(ChargeStatus))
+
+
+def _parse_charge_status(value: str) -> ChargeStatus:
+    if value not in _CHARGE_STATUSES:
+        raise UnknownProviderState(ProviderName.STRIPE, "Charge status", value)
+    return cast(ChargeStatus, value)
+
+
+def _map_charge(status: str, *, captured: bool, failure: str | None) -> MappedStatus:
+    charge_status = _parse_charge_status(status)
+    match charge_status:
+        case "succeeded":
+            if captured:
+                return MappedStatus(PaymentStatus.SUCCEEDED, charge_status)
+            return MappedStatus(PaymentStatus.AUTHORIZED, "succeeded/uncaptured")
+        case "pending":
+            return MappedStatus(PaymentStatus.PROCESSING, charge_status)
+        case "failed":
+            # One failed attempt; the PaymentIntent may be retried (see map_payment_intent).
+            attempt = map_payment_intent(
+                "requires_payment_method", last_payment_error=failure or ""
+            )
+            return replace(attempt, provider_state=charge_status)
+        case _ as unreachable:
+            assert_never(unreachable)
+
+
+def _charge_facts(event_type: str, livemode: bool | None, charge: dict[str, Any]) -> EventFacts:
+    what = "Charge"
+    intent_id = _optional_id(charge, "payment_intent", what)
+    if intent_id is None:
+        return IGNORED_EVENT  # a charge outside a PaymentIntent is not a Paydesk payment
+    captured = _required_bool(charge, "captured", what)
+    failure = _optional_str(charge, "failure_message", what) or _optional_str(
+        charge, "failure_code", what
+    )
+    mapped = _map_charge(_required_str(charge, "status", what), captured=captured, failure=failure)
+    currency = _currency(charge, what)
+    billing = _optional_object(charge, "billing_details", what) or {}
+    method_details = _optional_object(charge, "payment_method_details", what) or {}
+    method = _optional_str(method_details, "type", f"{what}.payment_method_details")
+    metadata = _metadata(charge, what)
+    refunds: tuple[RefundFacts, ...] = ()
+    refund_list = _optional_object(charge, "refunds", what)
+    if refund_list is not None:
+        items = refund_list.get("data")
+        if items is not None and not isinstance(items, list):
+            raise MalformedEvent("Stripe Charge.refunds.data is not a list")
+        refunds = tuple(
+            _refund_facts(_as_object(item, "Charge.refunds.data[]")) for item in items or ()
+        )
+    payment = PaymentFacts(
+        reference=intent_id,
+        status=mapped,
+        amount_minor=_amount(charge, "amount", currency, what),
+        currency=currency,
+        captured_minor=_amount(charge, "amount_captured", currency, what) if captured else None,
+        payment_id=_optional_str(metadata, "paydesk_payment_id", f"{what}.metadata"),
+        complete=True,
+        method=_method(method) if method else None,
+        customer_email=_optional_str(billing, "email", f"{what}.billing_details")
+        or _optional_str(charge, "receipt_email", what),
+        customer_phone=_optional_str(billing, "phone", f"{what}.billing_details"),
+        customer_name=_optional_str(billing, "name", f"{what}.billing_details"),
+        description=_optional_str(charge, "description", what),
+        livemode=_livemode(livemode, charge, what),
+        created_at=_timestamp(charge, "created", what),
+    )
+    detail = mapped.provider_state
+    if refunds:
+        detail += f", {len(refunds)} refund" + ("s" if len(refunds) > 1 else "")
+    return EventFacts(payment=payment, refunds=refunds, summary=f"{event_type} ({detail})")
+
+
+def _refund_facts(refund: dict[str, Any]) -> RefundFacts:
+    what = "Refund"
+    currency = _currency(refund, what)
+    metadata = _metadata(refund, what)
+    return RefundFacts(
+        provider_refund_id=_required_str(refund, "id", what),
+        amount_minor=_amount(refund, "amount", currency, what),
+        currency=currency,
+        status=map_refund_status(_required_str(refund, "status", what)),
+        refund_id=_optional_str(metadata, "paydesk_refund_id", f"{what}.metadata"),
+        failure_reason=_optional_str(refund, "failure_reason", what),
+        reason=_optional_str(refund, "reason", what),
+    )
+
+
+def _refund_event_facts(
+    event_type: str, livemode: bool | None, refund: dict[str, Any]
+) -> EventFacts:
+    intent_id = _optional_id(refund, "payment_intent", "Refund")
+    if intent_id is None:
+        return IGNORED_EVENT  # a refund of a charge outside a PaymentIntent
+    facts = _refund_facts(refund)
+    payment = PaymentFacts(reference=intent_id, livemode=_livemode(livemode, refund, "Refund"))
+    return EventFacts(
+        payment=payment,
+        refunds=(facts,),
+        summary=f"{event_type} ({facts.provider_refund_id} {facts.status})",
+    )
+
+
+def _dispute_event_facts(
+    event_type: str, livemode: bool | None, dispute: dict[str, Any]
+) -> EventFacts:
+    what = "Dispute"
+    intent_id = _optional_id(dispute, "payment_intent", what)
+    if intent_id is None:
+        return IGNORED_EVENT  # a dispute on a charge outside a PaymentIntent
+    currency = _currency(dispute, what)
+    evidence = _optional_object(dispute, "evidence_details", what) or {}
+    facts = DisputeFacts(
+        provider_dispute_id=_required_str(dispute, "id", what),
+        amount_minor=_amount(dispute, "amount", currency, what),
+        currency=currency,
+        status=map_dispute_status(_required_str(dispute, "status", what)),
+        reason=_optional_str(dispute, "reason", what),
+        # ``due_by`` is null, or 0 when the bank allows no response (section 1.8).
+        evidence_due_at=_timestamp(evidence, "due_by", f"{what}.evidence_details"),
+    )
+    payment = PaymentFacts(reference=intent_id, livemode=_livemode(livemode, dispute, what))
+    return EventFacts(
+        payment=payment,
+        disputes=(facts,),
+        summary=f"{event_type} ({facts.provider_dispute_id} {facts.status})",
+    )
+
+
+def _event_parts(raw: bytes) -> tuple[str, bool | None, dict[str, Any]]:
+    """``type``, ``livemode`` and ``data.object`` of an event body."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise MalformedEvent("Stripe event body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise MalformedEvent("Stripe event body is not a JSON object")
+    event_type = _required_str(body, "type", "event")
+    livemode = body.get("livemode")
+    if livemode is not None and not isinstance(livemode, bool):
+        raise MalformedEvent("Stripe event.livemode is not a boolean")
+    data = _as_object(body.get("data"), "event.data")
+    return event_type, livemode, _as_object(data.get("object"), "event.data.object")
+
+
+def _as_object(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MalformedEvent(f"Stripe {what} is not an object")
+    return value
+
+
+def _optional_object(obj: dict[str, Any], key: str, what: str) -> dict[str, Any] | None:
+    value = obj.get(key)
+    return None if value is None else _as_object(value, f"{what}.{key}")
+
+
+def _metadata(obj: dict[str, Any], what: str) -> dict[str, Any]:
+    return _optional_object(obj, "metadata", what) or {}
+
+
+def _required_str(obj: dict[str, Any], key: str, what: str) -> str:
+    value = _optional_str(obj, key, what)
+    if value is None:
+        raise MalformedEvent(f"Stripe {what}.{key} is missing")
+    return value
+
+
+def _optional_str(obj: dict[str, Any], key: str, what: str) -> str | None:
+    """A string field; absent, null and empty are None."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedEvent(f"Stripe {what}.{key} is not a string")
+    return value or None
+
+
+def _optional_id(obj: dict[str, Any], key: str, what: str) -> str | None:
+    """An id field, or the ``id`` of the object when Stripe sent it expanded."""
+    value = obj.get(key)
+    if isinstance(value, dict):
+        return _required_str(value, "id", f"{what}.{key}")
+    return _optional_str(obj, key, what)
+
+
+def _required_bool(obj: dict[str, Any], key: str, what: str) -> bool:
+    value = obj.get(key)
+    if not isinstance(value, bool):
+        raise MalformedEvent(f"Stripe {what}.{key} is not a boolean")
+    return value
+
+
+def _livemode(event_livemode: bool | None, obj: dict[str, Any], what: str) -> bool | None:
+    if event_livemode is not None:
+        return event_livemode
+    value = obj.get("livemode")
+    if value is not None and not isinstance(value, bool):
+        raise MalformedEvent(f"Stripe {what}.livemode is not a boolean")
+    return value
+
+
+def _currency(obj: dict[str, Any], what: str) -> str:
+    value = _required_str(obj, "currency", what)
+    try:
+        return normalize_currency(value)
+    except UnknownCurrencyError:
+        raise MalformedEvent(f"Stripe {what}.currency {value!r} is not a known currency") from None
+
+
+def _amount(obj: dict[str, Any], key: str, currency: str, what: str) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MalformedEvent(f"Stripe {what}.{key} is not a non-negative integer: {value!r}")
+    try:
+        return amount_from_stripe(value, currency)
+    except InvalidAmountError as exc:
+        raise MalformedEvent(f"Stripe {what}.{key}: {exc}") from None
+
+
+def _timestamp(obj: dict[str, Any], key: str, what: str) -> datetime | None:
+    """A Unix-seconds field as an aware UTC datetime; absent, null and 0 are None."""
+    value = obj.get(key)
+    if value is None or value == 0:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MalformedEvent(f"Stripe {what}.{key} is not a Unix timestamp: {value!r}")
+    try:
+        return datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise MalformedEvent(f"Stripe {what}.{key} is out of range: {value!r}") from None
+
+
+_METHOD_FIELD_LENGTH: Final = 30  # Payment.method column
+
+
+def _method(stripe_type: str) -> str:
+    """Our payment method for a Stripe payment method type."""
+    match stripe_type:
+        case "card":
+            return PaymentMethod.CARD.value
+        case "sepa_debit":
+            return PaymentMethod.BANK_DEBIT.value
+        case "customer_balance":
+            return PaymentMethod.BANK_TRANSFER.value
+        case _:
+            return stripe_type[:_METHOD_FIELD_LENGTH]
+
+
+def _first_method(obj: dict[str, Any], what: str) -> str | None:
+    types = obj.get("payment_method_types")
+    if types is None or types == []:
+        return None
+    if not isinstance(types, list) or not isinstance(types[0], str):
+        raise MalformedEvent(f"Stripe {what}.payment_method_types is not a list of strings")
+    return _method(types[0]) if types[0] else None

@@ -18,6 +18,9 @@ Served endpoints (relative to the mount):
 * ``GET /payment/transactions/{id}/payment-page-url`` -> 200 JSON string
 * ``POST /payment/refunds`` -> 201 ``Refund`` (``externalId`` is idempotent; over-refund -> 409)
 * ``GET /payment/refunds/{id}`` -> 200 ``Refund``
+* ``GET /payment/transactions/completions/{id}``, ``.../voids/{id}``, ``.../invoices/{id}`` ->
+  200 ``TransactionCompletion`` / ``TransactionVoid`` / ``TransactionInvoice`` (minimal: id,
+  state, ``linkedTransaction``), created with :meth:`PostFinanceFake.create_linked_entity`
 * ``GET /webhooks/encryption-keys/{id}`` (no ``Space``) -> 200 JSON string, base64 DER P-256 key
 
 Amounts are major units (JSON numbers). Test controls are plain Python methods:
@@ -95,9 +98,23 @@ LISTENER_ENTITY_IDS: dict[str, int] = {
     "PaymentTerminal": 1582966575099,
     "TransactionGroup": 1472041814414,
 }
+# Entities that point at a transaction (``linkedTransaction``): states and the URL segment.
+LINKED_ENTITY_STATES: dict[str, frozenset[str]] = {
+    "TransactionCompletion": frozenset({"CREATE", "SCHEDULED", "PENDING", "FAILED", "SUCCESSFUL"}),
+    "TransactionVoid": frozenset({"CREATE", "PENDING", "FAILED", "SUCCESSFUL"}),
+    "TransactionInvoice": frozenset(
+        {"CREATE", "OPEN", "OVERDUE", "CANCELED", "PAID", "DERECOGNIZED", "NOT_APPLICABLE"}
+    ),
+}
+_LINKED_ENTITY_PATHS: dict[str, str] = {
+    "TransactionCompletion": "completions",
+    "TransactionVoid": "voids",
+    "TransactionInvoice": "invoices",
+}
 _STATES_BY_ENTITY: dict[str, frozenset[str]] = {
     "Transaction": TRANSACTION_STATES,
     "Refund": REFUND_STATES,
+    **LINKED_ENTITY_STATES,
 }
 
 
@@ -154,6 +171,11 @@ class PostFinanceFake(FakeServer):
         self.iat_leeway = iat_leeway
         self.transactions: dict[int, dict[str, Any]] = {}
         self.refunds: dict[int, dict[str, Any]] = {}
+        # entity name -> id -> JSON, for TransactionCompletion / TransactionVoid / ...Invoice
+        self.linked_entities: dict[str, dict[int, dict[str, Any]]] = {
+            name: {} for name in LINKED_ENTITY_STATES
+        }
+        self._linked_ids = itertools.count(400_001)
         self.deliveries: list[httpx.Response] = []
         self._refunds_by_external_id: dict[str, int] = {}
         self._tx_ids = itertools.count(100_001)
@@ -189,6 +211,12 @@ class PostFinanceFake(FakeServer):
         self.route("POST", r"/payment/refunds", self._post_refund)
         self.route("GET", r"/payment/refunds/(?P<id>\d+)", self._get_refund)
         self.route("GET", r"/webhooks/encryption-keys/(?P<id>[^/]+)", self._get_encryption_key)
+        for entity, segment in _LINKED_ENTITY_PATHS.items():
+            self.route(
+                "GET",
+                rf"/payment/transactions/{segment}/(?P<id>\d+)",
+                lambda request, entity=entity: self._get_linked_entity(entity, request),
+            )
 
     def error_response(self, status: int, message: str) -> Response:
         code = {
@@ -516,6 +544,15 @@ class PostFinanceFake(FakeServer):
             tx["refundedAmount"] = _num(refunded)
             tx["version"] += 1
 
+    # -- completions, voids, invoices ------------------------------------------------------------
+
+    def _get_linked_entity(self, entity: str, request: Request) -> Response:
+        self._authenticate_space(request)
+        found = self.linked_entities[entity].get(int(request.params["id"]))
+        if found is None:
+            raise self._fail(404, f"{entity} {request.params['id']} not found")
+        return Response.of_json(200, copy.deepcopy(found))
+
     # -- encryption keys -------------------------------------------------------------------------
 
     def _get_encryption_key(self, request: Request) -> Response:
@@ -620,6 +657,31 @@ class PostFinanceFake(FakeServer):
             refund = self.refunds[refund_id]
             self._apply_refund_state(refund, state, failure_reason)
             return self._refund_json(refund)
+
+    def create_linked_entity(
+        self, entity: str, tx_id: int, state: str = "SUCCESSFUL"
+    ) -> dict[str, Any]:
+        """Add a ``TransactionCompletion``/``TransactionVoid``/``TransactionInvoice`` of a
+        transaction (no side effect on the transaction; move it with
+        :meth:`set_transaction_state`). Returns its JSON (a copy)."""
+        allowed = LINKED_ENTITY_STATES.get(entity)
+        if allowed is None:
+            raise ValueError(f"unknown linked entity {entity!r}")
+        if state not in allowed:
+            raise ValueError(f"invalid {entity} state {state!r}")
+        with self._lock:
+            if tx_id not in self.transactions:
+                raise KeyError(tx_id)
+            entity_id = next(self._linked_ids)
+            self.linked_entities[entity][entity_id] = {
+                "id": entity_id,
+                "version": 1,
+                "state": state,
+                "linkedTransaction": tx_id,
+                "linkedSpaceId": self.space_id,
+                "createdOn": _iso(_now()),
+            }
+            return copy.deepcopy(self.linked_entities[entity][entity_id])
 
     def get_transaction(self, tx_id: int) -> dict[str, Any]:
         """The public JSON of a transaction (a copy)."""

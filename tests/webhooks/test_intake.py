@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from fakes.postfinance import PostFinanceFake
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+from webhook_support import DUMMY_SECRET, PAYSTACK_SECRET, STRIPE_SECRET
 
 from payments_core.config import get_settings
 from payments_core.db import dispose_engines
@@ -22,27 +22,7 @@ from payments_core.models import AuditEntry, WebhookEvent, WebhookRejection
 from payments_core.providers import dummy, mpesa
 from payments_core.providers import stripe as stripe_provider
 
-STRIPE_SECRET = "whsec_test_current"
 STRIPE_OLD_SECRET = "whsec_test_previous"
-PAYSTACK_SECRET = "sk_test_paystack_secret"
-DUMMY_SECRET = "dummy-webhook-secret-for-tests"
-
-
-@pytest.fixture
-def client(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"{STRIPE_SECRET},{STRIPE_OLD_SECRET}")
-    monkeypatch.setenv("PAYSTACK_SECRET_KEY", PAYSTACK_SECRET)
-    monkeypatch.setenv("DUMMY_WEBHOOK_SECRET", DUMMY_SECRET)
-    get_settings.cache_clear()
-    from webhook_server.app import app
-    from webhook_server.intake import reset_postfinance_keys
-
-    reset_postfinance_keys()
-    with TestClient(app) as test_client:
-        yield test_client
-    reset_postfinance_keys()
-    dispose_engines()
 
 
 def stripe_event(event_id: str = "evt_1", kind: str = "payment_intent.succeeded") -> bytes:
