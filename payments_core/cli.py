@@ -35,12 +35,14 @@ from payments_core.config import get_settings
 from payments_core.db import get_engine, read_engine, transaction
 from payments_core.models import (
     Dispute,
+    InboxStatus,
     ManualProof,
     Payment,
     PaymentEvent,
     PaymentPublic,
     Refund,
     Role,
+    WebhookEvent,
 )
 from payments_core.money import format_amount
 from payments_core.services import processing
@@ -426,6 +428,59 @@ def webhooks_replay(
     )
 
 
+@webhooks_app.command("list")
+def webhooks_list(
+    status: Annotated[
+        str | None, typer.Option(help="pending, failed, dead, unmatched, ignored, processed.")
+    ] = None,
+    provider: Annotated[str | None, typer.Option(help="stripe, postfinance, ...")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The webhook inbox, newest first: state, attempts and last error."""
+    if status is not None and status not in {s.value for s in InboxStatus}:
+        fail(f"unknown status {status!r}; one of: {', '.join(s.value for s in InboxStatus)}")
+    engine = _engine()
+    _require_schema(engine)
+    statement = select(WebhookEvent).order_by(col(WebhookEvent.id).desc()).limit(limit)
+    if status is not None:
+        statement = statement.where(col(WebhookEvent.status) == status)
+    if provider is not None:
+        statement = statement.where(col(WebhookEvent.provider) == provider)
+    with Session(read_engine(engine)) as session:
+        events = list(session.exec(statement))
+    rows = [
+        {
+            "id": e.id,
+            "provider": e.provider,
+            "event_id": e.event_id,
+            "type": e.event_type,
+            "received_at": e.received_at.isoformat(),
+            "status": e.status,
+            "attempts": e.attempts,
+            "payment_id": e.payment_id,
+            "last_error": e.last_error,
+        }
+        for e in events
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("id", "provider", "type", "received", "status", "attempts", "payment", "error")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            str(row["provider"]),
+            str(row["type"]),
+            str(row["received_at"])[:19],
+            str(row["status"]),
+            str(row["attempts"]),
+            str(row["payment_id"] or ""),
+            str(row["last_error"] or "")[:80],
+        )
+    console.print(table)
+
+
 @webhooks_app.command("process")
 def webhooks_process(
     limit: Annotated[int, typer.Option(min=1, help="At most this many events.")] = 1000,
@@ -484,6 +539,9 @@ def dev(
     )
     if no_services:
         return
+    if not settings.dummy_webhook_secret.get_secret_value():
+        # The demo provider must work out of the box; its services inherit this environment.
+        os.environ["DUMMY_WEBHOOK_SECRET"] = f"dev-{secrets.token_hex(16)}"
     run_services(dev_services())
 
 

@@ -6,7 +6,8 @@ The order matters and is the whole point:
    allowlist -> 403: nothing is stored but a counter;
 2. the provider's verifier checks the signature (or M-Pesa's per-payment URL token) on the exact
    bytes received; anything untrustworthy -> 4xx, counted, and aggregated in the audit log;
-3. the verified delivery is inserted in the inbox with a unique (provider, event id) and committed;
+3. the verified delivery is inserted in the inbox with a unique (provider, event id) and committed
+   (by the group-commit writer, ``webhook_server.inbox_writer``, shared with concurrent requests);
    only then is the answer 2xx. A duplicate is acknowledged with 2xx and no new row. If the database
    cannot be reached the answer is 503, so the provider retries.
 
@@ -23,6 +24,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from payments_core.config import Settings, get_settings
@@ -35,10 +37,12 @@ from payments_core.providers.base import (
     WebhookRejected,
 )
 from payments_core.services.inbox import (
+    InboxItem,
+    StoredWebhook,
     payment_for_callback_token,
     record_rejection,
-    store_webhook,
 )
+from webhook_server.inbox_writer import InboxUnavailable, InboxWriter
 from webhook_server.metrics import IntakeMetrics
 
 
@@ -183,8 +187,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 class Intake:
     """The intake pipeline with its counters; one per application."""
 
-    def __init__(self, metrics: IntakeMetrics) -> None:
+    def __init__(self, metrics: IntakeMetrics, writer: InboxWriter | None = None) -> None:
         self.metrics = metrics
+        self.writer = writer or InboxWriter(on_commit=lambda _: metrics.inbox_commits.inc())
 
     def reject(self, delivery: Delivery, rejected: WebhookRejected) -> IntakeAnswer:
         # Provider names come from the URL: only known ones become labels and counter rows.
@@ -218,37 +223,69 @@ class Intake:
                 raise WebhookRejected(RejectionReason.UNKNOWN_TOKEN, "unknown callback URL", 404)
             return payment.id
 
+    def _verify(self, delivery: Delivery) -> tuple[VerifiedWebhook, str | None]:
+        """The verified event and, for M-Pesa, the payment its URL token names (may block)."""
+        verifier = VERIFIERS[delivery.provider]
+        payment_id = self._payment_for_token(delivery)
+        return verifier(delivery, get_settings()), payment_id
+
+    def _stored(self, verified: VerifiedWebhook, stored: StoredWebhook) -> IntakeAnswer:
+        if stored.duplicate:
+            self.metrics.duplicate(verified.provider.value)
+            return IntakeAnswer(200, {"status": "duplicate", "event_id": verified.event_id})
+        self.metrics.accepted(verified.provider.value)
+        return IntakeAnswer(200, {"status": "accepted", "event_id": verified.event_id})
+
+    def _unavailable(self, delivery: Delivery) -> IntakeAnswer:
+        self.metrics.unavailable(delivery.provider)
+        return IntakeAnswer(503, {"error": "database_unavailable", "detail": "try again later"})
+
     def receive(self, delivery: Delivery) -> IntakeAnswer:
-        """Verify and store one delivery (blocking: run it in a worker thread)."""
-        settings = get_settings()
-        verifier = VERIFIERS.get(delivery.provider)
-        if verifier is None:
-            return self.reject(
-                delivery,
-                WebhookRejected(RejectionReason.UNKNOWN_PROVIDER, "no such provider", 404),
-            )
+        """Verify and store one delivery, blocking (scripts and tests; the app uses areceive)."""
+        if delivery.provider not in VERIFIERS:
+            return self.reject(delivery, UNKNOWN_PROVIDER)
         self.metrics.received(delivery.provider)
         try:
-            payment_id = self._payment_for_token(delivery)
-            verified = verifier(delivery, settings)
-            with transaction() as session:
-                stored = store_webhook(
-                    session=session,
-                    verified=verified,
-                    raw=delivery.raw,
-                    headers=delivery.headers,
-                    payment_id=payment_id,
-                )
+            verified, payment_id = self._verify(delivery)
+            stored = self.writer.store_blocking(
+                InboxItem(verified, delivery.raw, delivery.headers, payment_id)
+            )
         except WebhookRejected as rejected:
             return self.reject(delivery, rejected)
+        except SQLAlchemyError:  # not stored: retry later
+            return self._unavailable(delivery)
+        return self._stored(verified, stored)
+
+    async def areceive(self, delivery: Delivery) -> IntakeAnswer:
+        """The same on the event loop: signature checks are CPU-only and run inline; whatever may
+        block (PostFinance key fetch, M-Pesa token lookup, recording a refusal) runs in a thread,
+        and the request awaits its group commit without holding a thread."""
+        if delivery.provider not in VERIFIERS:
+            return await run_in_threadpool(self.reject, delivery, UNKNOWN_PROVIDER)
+        self.metrics.received(delivery.provider)
+        try:
+            if delivery.provider in INLINE_VERIFIERS:
+                verified, payment_id = self._verify(delivery)
+            else:
+                verified, payment_id = await run_in_threadpool(self._verify, delivery)
+        except WebhookRejected as rejected:
+            return await run_in_threadpool(self.reject, delivery, rejected)
         except SQLAlchemyError:
-            self.metrics.unavailable(delivery.provider)
-            return IntakeAnswer(503, {"error": "database_unavailable", "detail": "try again later"})
-        if stored.duplicate:
-            self.metrics.duplicate(delivery.provider)
-            return IntakeAnswer(200, {"status": "duplicate", "event_id": verified.event_id})
-        self.metrics.accepted(delivery.provider)
-        return IntakeAnswer(200, {"status": "accepted", "event_id": verified.event_id})
+            return self._unavailable(delivery)
+        try:
+            stored = await self.writer.store(
+                InboxItem(verified, delivery.raw, delivery.headers, payment_id)
+            )
+        except (InboxUnavailable, TimeoutError):  # not stored (or not known to be): retry later
+            return self._unavailable(delivery)
+        return self._stored(verified, stored)
+
+
+UNKNOWN_PROVIDER = WebhookRejected(RejectionReason.UNKNOWN_PROVIDER, "no such provider", 404)
+# Providers whose verification never blocks (HMAC over the body): checked on the event loop.
+INLINE_VERIFIERS = frozenset(
+    {ProviderName.STRIPE.value, ProviderName.PAYSTACK.value, ProviderName.DUMMY.value}
+)
 
 
 __all__ = ["BodyTooLarge", "ClientDisconnect", "Delivery", "Intake", "IntakeAnswer", "read_body"]

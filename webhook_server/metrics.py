@@ -9,6 +9,7 @@ did the work.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -52,6 +53,7 @@ class _InboxCollector(Collector):
 class IntakeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, str], Any] = {}
         labels = ["provider"]
         self._received = Counter(
             "paydesk_webhooks_received", "Deliveries received", labels, registry=self.registry
@@ -77,16 +79,29 @@ class IntakeMetrics:
             labels,
             registry=self.registry,
         )
+        self.inbox_commits = Counter(
+            "paydesk_webhook_inbox_commits",
+            "Inbox transactions committed by intake (several deliveries share one under load)",
+            registry=self.registry,
+        )
         self.registry.register(_InboxCollector())
 
     def received(self, provider: str) -> None:
-        self._received.labels(provider).inc()
+        self._child(self._received, provider).inc()
 
     def accepted(self, provider: str) -> None:
-        self._accepted.labels(provider).inc()
+        self._child(self._accepted, provider).inc()
 
     def duplicate(self, provider: str) -> None:
-        self._duplicate.labels(provider).inc()
+        self._child(self._duplicate, provider).inc()
+
+    def _child(self, counter: Counter, provider: str) -> Any:
+        """The labelled counter, looked up once per provider (labels() is slow on a hot path)."""
+        key = (id(counter), provider)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(provider)
+        return child
 
     def rejected(self, provider: str, reason: str) -> None:
         self._rejected.labels(provider, reason).inc()

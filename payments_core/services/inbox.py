@@ -12,14 +12,17 @@ entry when such a window opens.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
 from sqlmodel import Session, col, select
 
 from payments_core.models import InboxStatus, Payment, WebhookEvent, WebhookRejection, utcnow
@@ -46,8 +49,35 @@ class StoredWebhook:
     id: int | None = None  # the new inbox row; None for a duplicate
 
 
+_STORED_COLUMNS = (
+    "provider",
+    "event_id",
+    "event_type",
+    "received_at",
+    "payload",
+    "headers",
+    "verification",
+    "livemode",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "payment_id",
+)
+
+
 def _insert_for(session: Session) -> Any:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """One verified delivery waiting to be stored."""
+
+    verified: VerifiedWebhook
+    raw: bytes
+    headers: Mapping[str, str]
+    payment_id: str | None = None
+    received_at: datetime | None = None
 
 
 def store_webhook(
@@ -60,30 +90,156 @@ def store_webhook(
     received_at: datetime | None = None,
 ) -> StoredWebhook:
     """Put a verified delivery in the inbox unless (provider, event_id) is already there."""
-    now = received_at or utcnow()
-    statement = (
-        _insert_for(session)(WebhookEvent)
-        .values(
-            provider=verified.provider.value,
-            event_id=verified.event_id[:255],
-            event_type=verified.event_type[:100],
-            received_at=now,
-            payload=raw,
-            headers={k.lower(): v for k, v in headers.items() if k.lower() in KEPT_HEADERS},
-            verification=verified.verification.value,
-            livemode=verified.livemode,
-            status=InboxStatus.PENDING.value,
-            attempts=0,
-            next_attempt_at=now,
-            payment_id=payment_id,
-        )
-        .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-        .returning(WebhookEvent.__table__.c.id)  # type: ignore[attr-defined]
+    [stored] = store_webhooks(
+        session=session, items=[InboxItem(verified, raw, headers, payment_id, received_at)]
     )
-    # A Core execution with RETURNING: the ORM-enabled path reports rowcount -1 on PostgreSQL,
-    # and a returned row is the unambiguous sign that this delivery created it.
-    inserted = session.connection().execute(statement).first()
-    return StoredWebhook(duplicate=inserted is None, id=None if inserted is None else inserted[0])
+    return stored
+
+
+def store_webhooks(*, session: Session, items: Sequence[InboxItem]) -> list[StoredWebhook]:
+    """Store several deliveries in the caller's transaction; results in the order of ``items``.
+
+    ``INSERT ... ON CONFLICT (provider, event_id) DO NOTHING RETURNING``: a row comes back only for
+    a delivery that created it. The same event twice in one batch is stored once; the later copy is
+    a duplicate, as it would be one request later.
+    """
+    connection = session.connection()
+    prepared = prepare_inbox_insert(items, connection.dialect)
+    created: dict[tuple[str, str], int] = {}
+    cursor = connection.connection.cursor()
+    try:
+        if connection.dialect.name == "postgresql":
+            cursor.execute(prepared.sql, prepared.columns())
+            created.update(((p, e), i) for p, e, i in cursor.fetchall())
+        else:
+            for start in range(0, len(prepared.params), _SQLITE_ROWS_PER_STATEMENT):
+                chunk = prepared.params[start : start + _SQLITE_ROWS_PER_STATEMENT]
+                cursor.execute(
+                    _sqlite_rows_sql(len(chunk)), [value for row in chunk for value in row]
+                )
+                created.update(((p, e), i) for p, e, i in cursor.fetchall())
+    finally:
+        cursor.close()
+    return prepared.results(created)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedInsert:
+    """The inbox insert for a batch, ready for a DB-API cursor (sync or async).
+
+    The hot path of webhook intake runs on the driver directly: SQLAlchemy would compile (and
+    psycopg re-parse) a long multi-row statement per batch, while this one short statement is the
+    same for every batch. Values go through the columns' own SQLAlchemy bind processors, so they
+    are stored exactly as the ORM stores them.
+    """
+
+    sql: str
+    params: list[tuple[Any, ...]]
+    keys: list[tuple[str, str]]  # (provider, event_id) per item
+    first_of: dict[tuple[str, str], int]
+
+    def columns(self) -> list[list[Any]]:
+        """The parameters column by column: the arrays of the PostgreSQL ``unnest`` statement."""
+        return [list(column) for column in zip(*self.params, strict=True)] or [
+            [] for _ in _STORED_COLUMNS
+        ]
+
+    def results(self, created: Mapping[tuple[str, str], int]) -> list[StoredWebhook]:
+        """Per item: stored (with its new id) or a duplicate; from the rows RETURNING gave."""
+        results: list[StoredWebhook] = []
+        for index, key in enumerate(self.keys):
+            row_id = created.get(key) if self.first_of[key] == index else None
+            results.append(StoredWebhook(duplicate=row_id is None, id=row_id))
+        return results
+
+
+def prepare_inbox_insert(items: Sequence[InboxItem], dialect: Dialect) -> PreparedInsert:
+    table = WebhookEvent.__table__  # type: ignore[attr-defined]
+
+    def processor(name: str) -> Callable[[Any], Any]:
+        process = table.c[name].type._cached_bind_processor(dialect)
+        return process if process is not None else _identity
+
+    at, flag, blob = processor("received_at"), processor("livemode"), processor("payload")
+    # JSON text, cast to json by the PostgreSQL statement (psycopg's own wrapper cannot go into an
+    # array); SQLite stores what SQLAlchemy's JSON type makes of it, which is the same text.
+    headers_json = json.dumps if dialect.name == "postgresql" else processor("headers")
+    now = at(utcnow())  # one receipt time per batch: its members arrived together
+    pending = InboxStatus.PENDING.value
+    keys: list[tuple[str, str]] = []
+    first_of: dict[tuple[str, str], int] = {}
+    params: list[tuple[Any, ...]] = []
+    for index, item in enumerate(items):
+        verified = item.verified
+        key = (verified.provider.value, verified.event_id[:255])
+        keys.append(key)
+        if key in first_of:
+            continue
+        first_of[key] = index
+        received = now if item.received_at is None else at(item.received_at)
+        kept = {k.lower(): v for k, v in item.headers.items() if k.lower() in KEPT_HEADERS}
+        params.append(
+            (
+                key[0],
+                key[1],
+                verified.event_type[:100],
+                received,
+                blob(item.raw),
+                headers_json(kept),
+                verified.verification.value,
+                flag(verified.livemode),
+                pending,
+                0,
+                received,
+                item.payment_id,
+            )
+        )
+    return PreparedInsert(_insert_sql(dialect), params, keys, first_of)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+# PostgreSQL: the whole batch as one statement with one array per column (``unnest``); one round
+# trip, one short statement text whatever the batch size. SQLite: one statement per row, in process.
+_PG_ARRAY_TYPES = (
+    "text", "text", "text", "timestamptz", "bytea", "text",
+    "text", "boolean", "text", "integer", "timestamptz", "text",
+)  # fmt: skip
+
+
+def _insert_sql(dialect: Dialect) -> str:
+    columns = ", ".join(_STORED_COLUMNS)
+    returning = "ON CONFLICT (provider, event_id) DO NOTHING RETURNING provider, event_id, id"
+    if dialect.name == "postgresql":
+        arrays = ", ".join(f"%s::{kind}[]" for kind in _PG_ARRAY_TYPES)
+        names = ", ".join(f"c{i}" for i in range(len(_STORED_COLUMNS)))
+        selected = ", ".join(
+            f"c{i}::json" if name == "headers" else f"c{i}"
+            for i, name in enumerate(_STORED_COLUMNS)
+        )
+        # Column names and placeholders only; every value is a parameter.
+        return (
+            f"INSERT INTO webhook_event ({columns}) SELECT {selected} "  # noqa: S608
+            f"FROM unnest({arrays}) AS batch({names}) {returning}"
+        )
+    return _sqlite_rows_sql(1)
+
+
+_SQLITE_ROWS_PER_STATEMENT = 256  # 12 parameters a row, far below SQLite's variable limit
+
+
+@lru_cache(maxsize=_SQLITE_ROWS_PER_STATEMENT)
+def _sqlite_rows_sql(rows: int) -> str:
+    """SQLite: one multi-row INSERT per batch size (the driver keeps them prepared)."""
+    row = "(" + ", ".join("?" for _ in _STORED_COLUMNS) + ")"
+    # Column names and placeholders only; every value is a parameter.
+    return (
+        f"INSERT INTO webhook_event ({', '.join(_STORED_COLUMNS)}) "  # noqa: S608
+        f"VALUES {', '.join([row] * rows)} "
+        "ON CONFLICT (provider, event_id) DO NOTHING RETURNING provider, event_id, id"
+    )
 
 
 def payment_for_callback_token(*, session: Session, token_hash: str) -> Payment | None:

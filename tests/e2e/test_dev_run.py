@@ -3,6 +3,7 @@ services, and stop every one of them on Ctrl-C."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,10 +13,12 @@ import time
 from pathlib import Path
 
 import httpx
+from factories import make_payment
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
 from payments_core.models import AppUser, Payment
+from payments_core.providers import dummy
 from payments_core.services.users import password_matches
 
 
@@ -24,6 +27,32 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _a_signed_webhook_is_applied_by_the_running_worker(engine: Engine, port: int) -> None:
+    with Session(engine) as session, session.begin():
+        payment_id = make_payment(
+            session, provider="dummy", provider_reference=None, amount_minor=1000, currency="CHF"
+        ).id
+    body = json.dumps(
+        {"id": "dmy_e2e", "type": "payment.succeeded", "payment_id": payment_id,
+         "amount": 1000, "currency": "CHF"}
+    ).encode()  # fmt: skip
+    answer = httpx.post(
+        f"http://127.0.0.1:{port}/webhooks/dummy",
+        content=body,
+        headers={"X-Dummy-Signature": dummy.sign_payload(body, "e2e-dummy-secret")},
+    )
+    assert answer.status_code == 200 and answer.json()["status"] == "accepted"
+    deadline = time.monotonic() + 30
+    status = "pending"
+    while status != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        with Session(engine) as session:
+            payment = session.get(Payment, payment_id)
+            assert payment is not None
+            status = payment.status
+    assert status == "succeeded", "the in-process worker did not apply the webhook"
 
 
 def test_dev_prepares_database_serves_and_stops_on_ctrl_c(
@@ -35,6 +64,7 @@ def test_dev_prepares_database_serves_and_stops_on_ctrl_c(
         "DATABASE_URL": db_url,
         "VAR_DIR": str(tmp_path / "var"),
         "WEBHOOK_PORT": str(port),
+        "DUMMY_WEBHOOK_SECRET": "e2e-dummy-secret",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "payments_core.cli", "dev", "--seed-payments", "200"],
@@ -54,6 +84,7 @@ def test_dev_prepares_database_serves_and_stops_on_ctrl_c(
             except httpx.HTTPError:
                 time.sleep(0.3)
         assert healthy, "the webhook server did not come up"
+        _a_signed_webhook_is_applied_by_the_running_worker(engine, port)
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     finally:
@@ -67,7 +98,7 @@ def test_dev_prepares_database_serves_and_stops_on_ctrl_c(
     email, password = (tmp_path / "var" / "demo-admin.txt").read_text().split("\n")[:2]
     assert f"demo admin: {email} / {password}" in output
     with Session(engine) as session:
-        assert session.exec(select(func.count()).select_from(Payment)).one() == 200
+        assert session.exec(select(func.count()).select_from(Payment)).one() == 201
         admin = session.exec(select(AppUser)).one()
         assert admin.role == "admin" and password_matches(admin, password)
     # Nothing is left listening.

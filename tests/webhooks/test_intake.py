@@ -398,3 +398,76 @@ def test_postfinance_unsigned_refused_unless_allowed_then_only_a_hint(
     assert pf_client.post("/webhooks/postfinance", content=body).status_code == 200
     [event] = inbox(engine)
     assert event.verification == "hint"
+
+
+# --- group commit ---------------------------------------------------------------------------------
+
+
+def _verified(event_id: str) -> Any:
+    from payments_core.providers.base import ProviderName, Verification, VerifiedWebhook
+
+    return VerifiedWebhook(
+        ProviderName.STRIPE, event_id, "payment_intent.succeeded", Verification.SIGNED, False
+    )
+
+
+def test_concurrent_deliveries_share_one_commit_and_get_their_own_answers(
+    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from payments_core.services.inbox import InboxItem
+    from webhook_server.inbox_writer import InboxWriter
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    writer = InboxWriter()
+    names = ["evt_a", "evt_b", "evt_a", "evt_c"]  # evt_a twice in the same batch
+
+    async def deliver() -> list[Any]:
+        try:
+            return await asyncio.gather(
+                *(writer.store(InboxItem(_verified(n), b"{}", {})) for n in names)
+            )
+        finally:
+            await writer.close()
+
+    results = asyncio.run(deliver())
+    dispose_engines()
+    assert [r.duplicate for r in results] == [False, False, True, False]
+    assert writer.batches == 1
+    assert sorted(e.event_id for e in inbox(engine)) == ["evt_a", "evt_b", "evt_c"]
+
+
+def test_one_bad_delivery_does_not_fail_the_others_in_its_batch(
+    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from payments_core.services.inbox import InboxItem
+    from webhook_server.inbox_writer import InboxUnavailable, InboxWriter
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("needs a database that enforces column lengths")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    writer = InboxWriter()
+    items = [
+        InboxItem(_verified("evt_ok_1"), b"{}", {}),
+        InboxItem(_verified("evt_bad"), b"{}", {}, payment_id="p" * 60),  # column is 40 long
+        InboxItem(_verified("evt_ok_2"), b"{}", {}),
+    ]
+
+    async def deliver() -> list[Any]:
+        try:
+            return await asyncio.gather(
+                *(writer.store(item) for item in items), return_exceptions=True
+            )
+        finally:
+            await writer.close()
+
+    ok_1, bad, ok_2 = asyncio.run(deliver())
+    dispose_engines()
+    assert isinstance(bad, InboxUnavailable)
+    assert not ok_1.duplicate and not ok_2.duplicate
+    assert sorted(e.event_id for e in inbox(engine)) == ["evt_ok_1", "evt_ok_2"]

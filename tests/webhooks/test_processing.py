@@ -472,3 +472,22 @@ def test_paystack_events_in_any_order_end_the_same(
     assert state.refunds == frozenset({("RF123", 50000, "succeeded")})
     [(dispute_id, _, dispute_status)] = state.disputes
     assert dispute_id == "358950" and dispute_status == "lost"
+
+
+def test_webhooks_list_shows_unmatched_and_filters(
+    client: TestClient, engine: Engine, db_url: str
+) -> None:
+    import json as jsonlib
+
+    post_dummy(client, dummy_event("dmy_lost", "payment.succeeded", "pay_unknown"))
+    process_until_quiet(engine)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["webhooks", "list", "--status", "unmatched", "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = jsonlib.loads(result.output)
+    assert (row["event_id"], row["status"]) == ("dmy_lost", "unmatched")
+    assert "pay_unknown" in row["last_error"]
+    result = runner.invoke(cli, ["webhooks", "list", "--status", "dead", "--json"])
+    assert jsonlib.loads(result.output) == []
+    result = runner.invoke(cli, ["webhooks", "list", "--status", "nonsense"])
+    assert result.exit_code == 2 and "unknown status" in result.output

@@ -1,0 +1,173 @@
+"""Group commit for the inbox: concurrent deliveries share one transaction and one commit.
+
+Every request still gets its answer only after its own row is committed. A request hands its
+verified delivery to the writer and awaits it; the writer, a task on the server's event loop, takes
+everything that queued up while the previous commit was in flight, inserts it in one transaction,
+commits once, and then resolves each waiting request with its own result (accepted or duplicate).
+Under load one commit is shared by many deliveries; alone, a delivery waits only for its own.
+
+The writer runs on the event loop, not in a thread: a thread would have to win the interpreter
+lock back from a busy event loop for every database call, and that, not the database, would set
+the pace. PostgreSQL is written through psycopg's async connection (the loop keeps serving
+requests while a commit is in flight); SQLite, an in-process library whose commits take
+microseconds, is written synchronously between two turns of the loop.
+
+If a batch fails, its deliveries are stored one by one, so one bad delivery cannot make the others
+fail; a delivery whose own insert fails gets the error (and the request answers 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from sqlalchemy.dialects.postgresql.psycopg import dialect as PsycopgDialect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from payments_core.config import get_settings
+from payments_core.db import transaction
+from payments_core.services.inbox import (
+    InboxItem,
+    StoredWebhook,
+    prepare_inbox_insert,
+    store_webhooks,
+)
+
+log = logging.getLogger("paydesk.intake")
+
+
+class InboxUnavailable(Exception):
+    """The batch could not be committed (database down, connection lost, ...)."""
+
+
+@dataclass
+class _Pending:
+    item: InboxItem
+    result: asyncio.Future[StoredWebhook] = field(repr=False)
+
+
+class InboxWriter:
+    def __init__(
+        self, max_batch: int = 256, on_commit: Callable[[int], None] | None = None
+    ) -> None:
+        self.max_batch = max_batch
+        self.on_commit = on_commit
+        self.timeout = 30.0  # seconds a request waits for its commit before answering 503
+        self.batches = 0
+        self._pending: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._pg: psycopg.AsyncConnection[Any] | None = None
+        self._pg_url: str | None = None
+        self._pg_dialect = PsycopgDialect()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- requests ------------------------------------------------------------------------------
+
+    async def store(self, item: InboxItem) -> StoredWebhook:
+        """Store one delivery; returns once its row is committed (raises InboxUnavailable or
+        TimeoutError when it was not, or is not known to be)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (server restart in-process, tests)
+            self._loop, self._pending, self._flusher, self._pg = loop, [], None, None
+        pending = _Pending(item, loop.create_future())
+        self._pending.append(pending)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        async with asyncio.timeout(self.timeout):
+            return await pending.result
+
+    def store_blocking(self, item: InboxItem) -> StoredWebhook:
+        """One delivery in its own transaction, outside any event loop (scripts, tests)."""
+        with transaction() as session:
+            [stored] = store_webhooks(session=session, items=[item])
+        return stored
+
+    # --- the writer task -------------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        # Let the requests that are already being read join the first batch.
+        await asyncio.sleep(0)
+        while self._pending:
+            batch, self._pending = (
+                self._pending[: self.max_batch],
+                self._pending[self.max_batch :],
+            )
+            await self._write(batch)
+
+    async def _write(self, batch: Sequence[_Pending]) -> None:
+        try:
+            results = await self._commit([p.item for p in batch])
+        except (InboxUnavailable, SQLAlchemyError, psycopg.Error) as exc:
+            if len(batch) == 1:
+                if not batch[0].result.done():
+                    batch[0].result.set_exception(InboxUnavailable(str(exc)))
+                return
+            log.warning("inbox batch of %d failed (%s); storing one by one", len(batch), exc)
+            for pending in batch:
+                await self._write([pending])
+            return
+        except BaseException as exc:  # never leave a request waiting
+            for pending in batch:
+                if not pending.result.done():
+                    pending.result.set_exception(exc)
+            raise
+        self.batches += 1
+        if self.on_commit is not None:
+            self.on_commit(len(batch))
+        for pending, result in zip(batch, results, strict=True):
+            if not pending.result.done():
+                pending.result.set_result(result)
+
+    async def _commit(self, items: list[InboxItem]) -> list[StoredWebhook]:
+        url = get_settings().effective_database_url
+        if make_url(url).get_backend_name() != "postgresql":
+            with transaction() as session:  # SQLite: microseconds, in process
+                return store_webhooks(session=session, items=items)
+        connection = await self._connection(url)
+        prepared = prepare_inbox_insert(items, self._pg_dialect)
+        created: dict[tuple[str, str], int] = {}
+        try:
+            # One statement in autocommit mode is one transaction: it is committed when the
+            # answer arrives, one round trip for the whole batch.
+            async with connection.cursor() as cursor:
+                await cursor.execute(prepared.sql, prepared.columns())
+                created.update(((p, e), i) for p, e, i in await cursor.fetchall())
+        except psycopg.OperationalError:
+            await self._drop_connection()
+            raise
+        return prepared.results(created)
+
+    async def _connection(self, url: str) -> psycopg.AsyncConnection[Any]:
+        if self._pg is not None and (self._pg.closed or self._pg_url != url):
+            await self._drop_connection()
+        if self._pg is None:
+            conninfo = make_url(url).set(drivername="postgresql").render_as_string(False)
+            try:
+                self._pg = await psycopg.AsyncConnection.connect(
+                    conninfo, connect_timeout=5, autocommit=True
+                )
+            except psycopg.Error as exc:
+                raise InboxUnavailable(f"cannot connect: {exc}") from exc
+            self._pg_url = url
+        return self._pg
+
+    async def _drop_connection(self) -> None:
+        connection, self._pg = self._pg, None
+        if connection is not None:
+            with contextlib.suppress(psycopg.Error):
+                await connection.close()
+
+    async def close(self) -> None:
+        """Finish the batch in flight and close the connection (server shutdown)."""
+        if self._loop is not asyncio.get_running_loop():
+            return  # nothing of ours runs on this loop
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._drop_connection()
+        self._loop, self._flusher = None, None
