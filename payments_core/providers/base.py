@@ -7,10 +7,11 @@ error raised when a provider sends a state that our mapping tables do not know.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from payments_core.status import DisputeStatus, MappedStatus, RefundStatus
 
@@ -81,6 +82,33 @@ class WebhookRejected(Exception):
         self.reason = reason
         self.detail = detail
         self.status_code = status_code
+
+
+def malformed_delivery(detail: str) -> WebhookRejected:
+    """A verified delivery whose body is not what the provider sends (answered 400)."""
+    return WebhookRejected(RejectionReason.MALFORMED, detail)
+
+
+def load_json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or MALFORMED."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise malformed_delivery("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise malformed_delivery("body is not a JSON object")
+    return body
+
+
+def id_text(value: object) -> str | None:
+    """An id as text: a non-empty string, or a JSON integer (``12`` and ``"12"`` are one id)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    return None
 
 
 class Verification(enum.StrEnum):

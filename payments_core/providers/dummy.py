@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import replace
-from typing import Any, Final, Literal, assert_never, cast, get_args
+from typing import Final, Literal, assert_never, cast, get_args
 
 from payments_core.money import UnknownCurrencyError, normalize_currency
 from payments_core.providers.base import (
@@ -36,6 +36,12 @@ from payments_core.providers.base import (
     Verification,
     VerifiedWebhook,
     WebhookRejected,
+)
+from payments_core.providers.base import (
+    load_json_object as _load_json_object,
+)
+from payments_core.providers.base import (
+    malformed_delivery as _malformed,
 )
 from payments_core.status import MappedStatus, PaymentStatus
 
@@ -116,20 +122,6 @@ def verify_webhook(raw: bytes, signature_header: str | None, secret: str) -> Ver
         livemode=livemode,
         reference=payment_id,
     )
-
-
-def _malformed(detail: str) -> WebhookRejected:
-    return WebhookRejected(RejectionReason.MALFORMED, detail)
-
-
-def _load_json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise _malformed("body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise _malformed("body is not a JSON object")
-    return body
 
 
 # --- Event facts ---------------------------------------------------------------------------------

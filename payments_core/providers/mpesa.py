@@ -43,11 +43,12 @@ from payments_core.providers.base import (
     ProviderEntityNotFound,
     ProviderName,
     ProviderUnavailable,
-    RejectionReason,
     UnknownProviderState,
     Verification,
     VerifiedWebhook,
-    WebhookRejected,
+)
+from payments_core.providers.base import (
+    malformed_delivery as _malformed,
 )
 from payments_core.status import MappedStatus, PaymentStatus
 
@@ -166,10 +167,6 @@ def _object_at(body: object, *path: str) -> dict[str, Any]:
     if not isinstance(node, dict):
         raise _malformed("body is not an STK callback (Body.stkCallback)")
     return node
-
-
-def _malformed(detail: str) -> WebhookRejected:
-    return WebhookRejected(RejectionReason.MALFORMED, detail)
 
 
 # --- STK Query client (sections 4.1 and 4.5) ------------------------------------------------------

@@ -38,6 +38,15 @@ from payments_core.providers.base import (
     VerifiedWebhook,
     WebhookRejected,
 )
+from payments_core.providers.base import (
+    id_text as _text,
+)
+from payments_core.providers.base import (
+    load_json_object as _load_json_object,
+)
+from payments_core.providers.base import (
+    malformed_delivery as _malformed,
+)
 from payments_core.status import DisputeStatus, MappedStatus, PaymentStatus, RefundStatus
 
 # --- Transaction (section 3.3) ------------------------------------------------------------------
@@ -245,36 +254,11 @@ def _reference(event: str, data: dict[str, Any]) -> str | None:
     return None
 
 
-def _text(value: object) -> str | None:
-    """A non-empty string, or an integer id as text (the same key for ``12`` and ``"12"``)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value:
-        return value
-    return None
-
-
 def _required(data: dict[str, Any], field: str) -> str:
     value = _text(data.get(field))
     if value is None:
         raise _malformed(f"data.{field} missing")
     return value
-
-
-def _malformed(detail: str) -> WebhookRejected:
-    return WebhookRejected(RejectionReason.MALFORMED, detail)
-
-
-def _load_json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise _malformed("body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise _malformed("body is not a JSON object")
-    return body
 
 
 # --- Event facts --------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import re
 import threading
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final, TypeVar, assert_never
+from typing import TYPE_CHECKING, Final, TypeVar, assert_never
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -49,6 +49,15 @@ from payments_core.providers.base import (
     Verification,
     VerifiedWebhook,
     WebhookRejected,
+)
+from payments_core.providers.base import (
+    id_text as _id_str,
+)
+from payments_core.providers.base import (
+    load_json_object as _load_json_object,
+)
+from payments_core.providers.base import (
+    malformed_delivery as _malformed,
 )
 from payments_core.status import MappedStatus, PaymentStatus, RefundStatus
 
@@ -261,31 +270,6 @@ def verify_webhook(
     except (InvalidSignature, ValueError):
         raise WebhookRejected(RejectionReason.BAD_SIGNATURE, "signature does not match") from None
     return _parse_notification(raw, Verification.SIGNED)
-
-
-def _malformed(detail: str) -> WebhookRejected:
-    return WebhookRejected(RejectionReason.MALFORMED, detail)
-
-
-def _load_json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise _malformed("body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise _malformed("body is not a JSON object")
-    return body
-
-
-def _id_str(value: object) -> str | None:
-    """A numeric id (JSON integer, or a string for tolerance) as text."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value:
-        return value
-    return None
 
 
 def _parse_notification(raw: bytes, verification: Verification) -> VerifiedWebhook:

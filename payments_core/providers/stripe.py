@@ -44,6 +44,12 @@ from payments_core.providers.base import (
     VerifiedWebhook,
     WebhookRejected,
 )
+from payments_core.providers.base import (
+    load_json_object as _load_json_object,
+)
+from payments_core.providers.base import (
+    malformed_delivery as _malformed,
+)
 from payments_core.status import DisputeStatus, MappedStatus, PaymentStatus, RefundStatus
 
 # --- PaymentIntent (section 1.6) ----------------------------------------------------------------
@@ -291,20 +297,6 @@ def verify_webhook(
     if timestamp > now + tolerance:
         raise WebhookRejected(RejectionReason.FUTURE_TIMESTAMP, "signature timestamp in the future")
     return _parse_event(raw)
-
-
-def _malformed(detail: str) -> WebhookRejected:
-    return WebhookRejected(RejectionReason.MALFORMED, detail)
-
-
-def _load_json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise _malformed("body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise _malformed("body is not a JSON object")
-    return body
 
 
 def _nonempty_str(value: object) -> str | None:

@@ -300,6 +300,39 @@ class DarajaFake(FakeServer):
 
     # -- test controls ---------------------------------------------------------------------------
 
+    def start_push(
+        self,
+        amount: int = 150,
+        phone: str = "254708374149",
+        callback_url: str = "https://pay.example.com/webhooks/mpesa/token",
+    ) -> str:
+        """Start an STK push over HTTP, as a merchant would (own token); its CheckoutRequestID."""
+        token = httpx.get(
+            self.url("/oauth/v1/generate?grant_type=client_credentials"),
+            headers={"Authorization": self.basic_auth_header()},
+        ).json()["access_token"]
+        timestamp = self.timestamp()
+        response = httpx.post(
+            self.url("/mpesa/stkpush/v1/processrequest"),
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "BusinessShortCode": self.shortcode,
+                "Password": self.password(timestamp),
+                "Timestamp": timestamp,
+                "TransactionType": "CustomerPayBillOnline",
+                "Amount": amount,
+                "PartyA": phone,
+                "PartyB": self.shortcode,
+                "PhoneNumber": phone,
+                "CallBackURL": callback_url,
+                "AccountReference": "ORD42",
+                "TransactionDesc": "Order 42",
+            },
+        )
+        if response.status_code != 200:
+            raise AssertionError(f"STK push refused: {response.text}")
+        return str(response.json()["CheckoutRequestID"])
+
     def push(self, checkout_request_id: str) -> StkPush:
         """The remembered push (raises ``KeyError`` for unknown ids)."""
         with self._lock:

@@ -73,35 +73,6 @@ def client(daraja_fake: DarajaFake, clock: FakeClock) -> Iterator[DarajaClient]:
         yield client
 
 
-def _push(fake: DarajaFake, amount: int = 150) -> str:
-    """Start an STK push on the fake (its own token) and return the CheckoutRequestID."""
-    token = httpx.get(
-        fake.url("/oauth/v1/generate?grant_type=client_credentials"),
-        headers={"Authorization": fake.basic_auth_header()},
-    ).json()["access_token"]
-    timestamp = fake.timestamp()
-    response = httpx.post(
-        fake.url("/mpesa/stkpush/v1/processrequest"),
-        headers={"Authorization": f"Bearer {token}"},
-        json={
-            "BusinessShortCode": fake.shortcode,
-            "Password": fake.password(timestamp),
-            "Timestamp": timestamp,
-            "TransactionType": "CustomerPayBillOnline",
-            "Amount": amount,
-            "PartyA": PHONE,
-            "PartyB": fake.shortcode,
-            "PhoneNumber": PHONE,
-            "CallBackURL": "https://pay.example.com/mpesa/stk/cb/token",
-            "AccountReference": "ORD42",
-            "TransactionDesc": "Order 42",
-        },
-    )
-    assert response.status_code == 200, response.text
-    checkout_request_id: str = response.json()["CheckoutRequestID"]
-    return checkout_request_id
-
-
 def _oauth_calls(fake: DarajaFake) -> int:
     return len(fake.requests_to("/oauth/v1/generate"))
 
@@ -115,7 +86,7 @@ def _payment(facts: EventFacts) -> PaymentFacts:
 
 
 def test_unanswered_push_is_pending(daraja_fake: DarajaFake, client: DarajaClient) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
 
     result = client.stk_query(checkout_request_id)
 
@@ -130,7 +101,7 @@ def test_unanswered_push_is_pending(daraja_fake: DarajaFake, client: DarajaClien
 def test_query_request_uses_kenyan_time_and_the_password_scheme(
     daraja_fake: DarajaFake, client: DarajaClient
 ) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     daraja_fake.answer(checkout_request_id, 0)
 
     client.stk_query(checkout_request_id)
@@ -149,7 +120,7 @@ def test_query_request_uses_kenyan_time_and_the_password_scheme(
 
 
 def test_paid_push(daraja_fake: DarajaFake, client: DarajaClient) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     daraja_fake.answer(checkout_request_id, 0)
 
     result = client.stk_query(checkout_request_id)
@@ -163,7 +134,7 @@ def test_paid_push(daraja_fake: DarajaFake, client: DarajaClient) -> None:
 
 
 def test_cancelled_push(daraja_fake: DarajaFake, client: DarajaClient) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     daraja_fake.answer(checkout_request_id, 1032)
 
     result = client.stk_query(checkout_request_id)
@@ -186,7 +157,7 @@ def test_unknown_checkout_request_is_not_found(
 def test_other_client_errors_are_not_transient(
     daraja_fake: DarajaFake, client: DarajaClient
 ) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     daraja_fake.fail_next("/mpesa/stkpushquery", 400)
 
     with pytest.raises(DarajaError) as info:
@@ -200,7 +171,7 @@ def test_other_client_errors_are_not_transient(
 
 
 def test_token_is_cached_across_queries(daraja_fake: DarajaFake, client: DarajaClient) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     before = _oauth_calls(daraja_fake)
 
     client.stk_query(checkout_request_id)
@@ -212,7 +183,7 @@ def test_token_is_cached_across_queries(daraja_fake: DarajaFake, client: DarajaC
 def test_token_is_renewed_60_seconds_before_it_expires(
     daraja_fake: DarajaFake, client: DarajaClient, clock: FakeClock
 ) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     before = _oauth_calls(daraja_fake)
     client.stk_query(checkout_request_id)
 
@@ -227,7 +198,7 @@ def test_token_is_renewed_60_seconds_before_it_expires(
 
 
 def test_refused_token_is_refreshed_once(daraja_fake: DarajaFake, client: DarajaClient) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     daraja_fake.answer(checkout_request_id, 0)
     client.stk_query(checkout_request_id)
     before = _oauth_calls(daraja_fake)
@@ -244,7 +215,7 @@ def test_refused_token_is_refreshed_once(daraja_fake: DarajaFake, client: Daraja
 
 
 def test_token_refused_twice_is_transient(daraja_fake: DarajaFake, client: DarajaClient) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     daraja_fake.fail_next("/mpesa/stkpushquery", 401, times=2)
 
     with pytest.raises(ProviderUnavailable, match="access token"):
@@ -252,7 +223,7 @@ def test_token_refused_twice_is_transient(daraja_fake: DarajaFake, client: Daraj
 
 
 def test_wrong_consumer_credentials(daraja_fake: DarajaFake) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     with (
         DarajaClient(
             daraja_fake.base_url,
@@ -283,7 +254,7 @@ def test_oauth_server_errors_are_transient(
 def test_query_server_errors_are_transient(
     daraja_fake: DarajaFake, client: DarajaClient, status: int
 ) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     daraja_fake.fail_next("/mpesa/stkpushquery", status)
 
     with pytest.raises(ProviderUnavailable, match=f"HTTP {status}"):
@@ -292,7 +263,7 @@ def test_query_server_errors_are_transient(
 
 def test_500_001_1001_with_another_message_is_not_pending(daraja_fake: DarajaFake) -> None:
     # Daraja overloads the pending code, e.g. for a wrong Password (wrong passkey here).
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     with (
         DarajaClient(
             daraja_fake.base_url,
@@ -307,7 +278,7 @@ def test_500_001_1001_with_another_message_is_not_pending(daraja_fake: DarajaFak
 
 
 def test_unreadable_answer_is_transient(daraja_fake: DarajaFake, client: DarajaClient) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     daraja_fake.answer(checkout_request_id, 0)
     daraja_fake.malformed_next("/mpesa/stkpushquery")
 
@@ -316,7 +287,7 @@ def test_unreadable_answer_is_transient(daraja_fake: DarajaFake, client: DarajaC
 
 
 def test_timeout_is_transient(daraja_fake: DarajaFake) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     daraja_fake.delay_next("/mpesa/stkpushquery", 1.5)
     with (
         httpx.Client(timeout=0.3) as http,
@@ -346,7 +317,7 @@ def test_shared_http_client_is_not_closed(daraja_fake: DarajaFake) -> None:
 
 
 def test_success_confirmed_by_the_query(daraja_fake: DarajaFake, client: DarajaClient) -> None:
-    checkout_request_id = _push(daraja_fake, amount=150)
+    checkout_request_id = daraja_fake.start_push(amount=150)
     daraja_fake.answer(checkout_request_id, 0, receipt="QKH94M1Z11")
     raw = daraja_fake.callback_body(checkout_request_id)
 
@@ -370,7 +341,7 @@ def test_success_confirmed_by_the_query(daraja_fake: DarajaFake, client: DarajaC
 
 
 def test_success_without_query_is_only_processing(daraja_fake: DarajaFake) -> None:
-    checkout_request_id = _push(daraja_fake, amount=20)
+    checkout_request_id = daraja_fake.start_push(amount=20)
     daraja_fake.answer(checkout_request_id, 0)
 
     payment = _payment(callback_facts(daraja_fake.callback_body(checkout_request_id), None))
@@ -383,7 +354,7 @@ def test_success_without_query_is_only_processing(daraja_fake: DarajaFake) -> No
 def test_success_while_query_is_pending_is_processing(
     daraja_fake: DarajaFake, client: DarajaClient
 ) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     pending = client.stk_query(checkout_request_id)  # asked before the customer answered
     daraja_fake.answer(checkout_request_id, 0)
 
@@ -397,7 +368,7 @@ def test_success_while_query_is_pending_is_processing(
 def test_success_contradicted_by_the_query_takes_the_query_status(
     daraja_fake: DarajaFake, client: DarajaClient
 ) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     daraja_fake.answer(checkout_request_id, 0)
     forged = daraja_fake.callback_body(checkout_request_id)  # a "success" Daraja does not confirm
     daraja_fake.answer(checkout_request_id, 1032)
@@ -422,7 +393,7 @@ def test_success_contradicted_by_the_query_takes_the_query_status(
 def test_failure_callback_applies_without_query(
     daraja_fake: DarajaFake, code: int, status: PaymentStatus
 ) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     daraja_fake.answer(checkout_request_id, code)
 
     facts = callback_facts(daraja_fake.callback_body(checkout_request_id), None)
@@ -440,7 +411,7 @@ def test_failure_callback_applies_without_query(
 def test_definitive_query_wins_over_a_failure_callback(
     daraja_fake: DarajaFake, client: DarajaClient
 ) -> None:
-    checkout_request_id = _push(daraja_fake)
+    checkout_request_id = daraja_fake.start_push()
     daraja_fake.answer(checkout_request_id, 1032)
     cancelled = daraja_fake.callback_body(checkout_request_id)
     daraja_fake.answer(checkout_request_id, 0)  # e.g. a forged cancel for a paid request

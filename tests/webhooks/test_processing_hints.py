@@ -9,7 +9,6 @@ import random
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from factories import make_payment
 from fakes.daraja import DarajaFake
@@ -25,7 +24,6 @@ from payments_core.providers import mpesa
 from payments_core.providers.registry import WebhookFacts
 from payments_core.services.processing import process_due
 
-PHONE = "254708374149"
 
 
 @pytest.fixture
@@ -165,33 +163,6 @@ def daraja(
     return daraja_fake
 
 
-def stk_push(fake: DarajaFake, amount: int = 150) -> str:
-    token = httpx.get(
-        fake.url("/oauth/v1/generate?grant_type=client_credentials"),
-        headers={"Authorization": fake.basic_auth_header()},
-    ).json()["access_token"]
-    timestamp = fake.timestamp()
-    response = httpx.post(
-        fake.url("/mpesa/stkpush/v1/processrequest"),
-        headers={"Authorization": f"Bearer {token}"},
-        json={
-            "BusinessShortCode": fake.shortcode,
-            "Password": fake.password(timestamp),
-            "Timestamp": timestamp,
-            "TransactionType": "CustomerPayBillOnline",
-            "Amount": amount,
-            "PartyA": PHONE,
-            "PartyB": fake.shortcode,
-            "PhoneNumber": PHONE,
-            "CallBackURL": "https://pay.example.com/webhooks/mpesa/token",
-            "AccountReference": "ORD42",
-            "TransactionDesc": "Order 42",
-        },
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["CheckoutRequestID"])
-
-
 def mpesa_payment(engine: Engine, checkout_request_id: str | None, amount_kes: int = 150) -> str:
     token = mpesa.new_callback_token()
     with Session(engine) as session, session.begin():
@@ -210,7 +181,7 @@ def mpesa_payment(engine: Engine, checkout_request_id: str | None, amount_kes: i
 def test_mpesa_success_confirmed_by_stk_query(
     client: TestClient, daraja: DarajaFake, engine: Engine
 ) -> None:
-    checkout = stk_push(daraja)
+    checkout = daraja.start_push()
     token = mpesa_payment(engine, checkout)
     daraja.answer(checkout, 0)
     body = daraja.callback_body(checkout)
@@ -225,7 +196,7 @@ def test_mpesa_forged_success_is_not_believed(
     client: TestClient, daraja: DarajaFake, engine: Engine
 ) -> None:
     """Someone who learnt the URL posts a success the customer never made: the query says no."""
-    checkout = stk_push(daraja)
+    checkout = daraja.start_push()
     token = mpesa_payment(engine, checkout)
     daraja.answer(checkout, 1032)  # the customer actually cancelled
     forged = (
@@ -240,7 +211,7 @@ def test_mpesa_forged_success_is_not_believed(
 
 
 def test_mpesa_cancel_is_applied(client: TestClient, daraja: DarajaFake, engine: Engine) -> None:
-    checkout = stk_push(daraja)
+    checkout = daraja.start_push()
     token = mpesa_payment(engine, checkout)
     daraja.answer(checkout, 1032)
     client.post(f"/webhooks/mpesa/{token}", content=daraja.callback_body(checkout))
@@ -252,7 +223,7 @@ def test_mpesa_cancel_is_applied(client: TestClient, daraja: DarajaFake, engine:
 def test_mpesa_callback_for_another_checkout_request_is_unmatched(
     client: TestClient, daraja: DarajaFake, engine: Engine
 ) -> None:
-    ours, other = stk_push(daraja), stk_push(daraja)
+    ours, other = daraja.start_push(), daraja.start_push()
     token = mpesa_payment(engine, ours)
     daraja.answer(other, 0)
     client.post(f"/webhooks/mpesa/{token}", content=daraja.callback_body(other))
