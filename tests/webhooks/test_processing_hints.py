@@ -25,7 +25,6 @@ from payments_core.providers.registry import WebhookFacts
 from payments_core.services.processing import process_due
 
 
-
 @pytest.fixture
 def pf(
     client: TestClient, postfinance_fake: PostFinanceFake, monkeypatch: pytest.MonkeyPatch
