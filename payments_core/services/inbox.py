@@ -109,7 +109,7 @@ def store_webhooks(*, session: Session, items: Sequence[InboxItem]) -> list[Stor
     cursor = connection.connection.cursor()
     try:
         if connection.dialect.name == "postgresql":
-            cursor.execute(prepared.sql, prepared.columns())
+            cursor.execute(prepared.sql, prepared.columns(), binary=True)  # type: ignore[call-arg]
             created.update(((p, e), i) for p, e, i in cursor.fetchall())
         else:
             for start in range(0, len(prepared.params), _SQLITE_ROWS_PER_STATEMENT):
