@@ -347,10 +347,10 @@ def _apply(
         return InboxStatus.UNMATCHED, str(exc)
     event.payment_id = payment.id
     _fill_missing(payment, facts.payment)
-    mismatch = _mismatch(payment, facts)
+    mismatch, blocking = _mismatch(payment, facts)
     if mismatch:
         _flag(session, payment, mismatch, actor=actor, source=source, now=now)
-    elif facts.payment.status is not None:
+    if not blocking and facts.payment.status is not None:
         apply_status(
             session=session,
             payment=payment,
@@ -361,7 +361,7 @@ def _apply(
             at=now,
         )
         _raise_captured(payment, facts.payment)
-    if not mismatch:
+    if not blocking:
         for refund in facts.refunds:
             _apply_refund(session, payment, refund, event.provider, actor, source, now)
         for dispute in facts.disputes:
@@ -379,7 +379,7 @@ def _apply(
     )
     payment.updated_at = now
     session.add(payment)
-    return (InboxStatus.PROCESSED, mismatch or "")
+    return (InboxStatus.PROCESSED, mismatch or "")  # the flag is on the payment, and here
 
 
 def _lock(session: Session, payment_id: str) -> Payment | None:
@@ -532,12 +532,20 @@ def _fill_missing(payment: Payment, facts: PaymentFacts) -> None:
         payment.livemode = facts.livemode
 
 
-def _mismatch(payment: Payment, facts: EventFacts) -> str | None:
-    """Why the event's money does not fit the payment, or None."""
+def _mismatch(payment: Payment, facts: EventFacts) -> tuple[str | None, bool]:
+    """Why the event's money does not fit the payment (or None), and whether that blocks it.
+
+    A payment Paydesk created is never moved by an event with another amount or currency (the
+    customer may have paid the wrong amount: a person decides). A payment first seen at the
+    provider has no amount of ours to hold against it: an amount that changed there (a
+    PaymentIntent updated before payment) is flagged but applied. Another currency always blocks.
+    """
     assert facts.payment is not None
     problems: list[str] = []
+    blocking = False
     if facts.payment.currency is not None and facts.payment.currency != payment.currency:
         problems.append(f"currency {facts.payment.currency}, expected {payment.currency}")
+        blocking = True
     elif (
         facts.payment.amount_minor is not None
         and facts.payment.amount_minor != payment.amount_minor
@@ -546,14 +554,17 @@ def _mismatch(payment: Payment, facts: EventFacts) -> str | None:
             f"amount {format_amount(facts.payment.amount_minor, payment.currency)}, expected "
             f"{format_amount(payment.amount_minor, payment.currency)}"
         )
+        blocking = payment.origin != "provider"
     for kind, currency in [("refund", r.currency) for r in facts.refunds] + [
         ("dispute", d.currency) for d in facts.disputes
     ]:
         if currency != payment.currency:
             problems.append(f"{kind} in {currency}, payment in {payment.currency}")
+            blocking = True
     if not problems:
-        return None
-    return f"{payment.provider} reports {'; '.join(problems)}: not applied"
+        return None, False
+    outcome = "not applied" if blocking else "applied, check the amount"
+    return f"{payment.provider} reports {'; '.join(problems)}: {outcome}", blocking
 
 
 def _flag(

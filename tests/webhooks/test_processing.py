@@ -491,3 +491,18 @@ def test_webhooks_list_shows_unmatched_and_filters(
     assert jsonlib.loads(result.output) == []
     result = runner.invoke(cli, ["webhooks", "list", "--status", "nonsense"])
     assert result.exit_code == 2 and "unknown status" in result.output
+
+
+def test_an_amount_changed_at_the_provider_flags_a_provider_made_payment_but_applies(
+    client: TestClient, engine: Engine
+) -> None:
+    """A PaymentIntent created directly at Stripe whose amount was updated before payment."""
+    created = payment_intent("pi_changed", "requires_payment_method", amount=4990)
+    post_stripe(client, stripe_event("evt_c1", "payment_intent.created", created))
+    process_until_quiet(engine)
+    paid = payment_intent("pi_changed", "succeeded", amount=5990)
+    post_stripe(client, stripe_event("evt_c2", "payment_intent.succeeded", paid))
+    process_until_quiet(engine)
+    state = payment_state(engine, "stripe", "pi_changed")
+    assert (state.status, state.captured_minor) == ("succeeded", 5990)
+    assert state.review_reason and "applied, check the amount" in state.review_reason
