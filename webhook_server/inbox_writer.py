@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,10 +32,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from payments_core.config import get_settings
-from payments_core.db import transaction
+from payments_core.db import get_engine, transaction
 from payments_core.services.inbox import (
     InboxItem,
     StoredWebhook,
+    insert_sqlite,
     prepare_inbox_insert,
     store_webhooks,
 )
@@ -66,6 +68,8 @@ class InboxWriter:
         self._pg_url: str | None = None
         self._pg_dialect = PsycopgDialect()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sqlite: Any = None  # a pooled DB-API connection, checked out for the writer's life
+        self._sqlite_url: str | None = None
 
     # --- requests ------------------------------------------------------------------------------
 
@@ -127,8 +131,7 @@ class InboxWriter:
     async def _commit(self, items: list[InboxItem]) -> list[StoredWebhook]:
         url = get_settings().effective_database_url
         if make_url(url).get_backend_name() != "postgresql":
-            with transaction() as session:  # SQLite: microseconds, in process
-                return store_webhooks(session=session, items=items)
+            return self._commit_sqlite(url, items)
         connection = await self._connection(url)
         prepared = prepare_inbox_insert(items, self._pg_dialect)
         created: dict[tuple[str, str], int] = {}
@@ -143,6 +146,38 @@ class InboxWriter:
             await self._drop_connection()
             raise
         return prepared.results(created)
+
+    def _commit_sqlite(self, url: str, items: list[InboxItem]) -> list[StoredWebhook]:
+        """SQLite: BEGIN IMMEDIATE, one multi-row INSERT, COMMIT on a connection the writer keeps
+        (the engine's own, with its pragmas: WAL, synchronous=FULL, busy timeout)."""
+        engine = get_engine()
+        if self._sqlite is None or self._sqlite_url != url:
+            self._close_sqlite()
+            self._sqlite, self._sqlite_url = engine.raw_connection(), url
+        prepared = prepare_inbox_insert(items, engine.dialect)
+        cursor = self._sqlite.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                created = insert_sqlite(cursor, prepared)
+                cursor.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    cursor.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self._close_sqlite()
+            raise InboxUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                cursor.close()
+        return prepared.results(created)
+
+    def _close_sqlite(self) -> None:
+        connection, self._sqlite = self._sqlite, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.invalidate()  # not back to the pool: its state is ours
 
     async def _connection(self, url: str) -> psycopg.AsyncConnection[Any]:
         if self._pg is not None and (self._pg.closed or self._pg_url != url):
@@ -171,4 +206,5 @@ class InboxWriter:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self._drop_connection()
+        self._close_sqlite()
         self._loop, self._flusher = None, None

@@ -37,7 +37,8 @@ class WebhookEvent(SQLModel, table=True):
         UniqueConstraint("provider", "event_id", name="uq_webhook_event_provider_event"),
         Index("ix_webhook_event_due", "status", "next_attempt_at"),
         Index("ix_webhook_event_payment", "payment_id"),
-        Index("ix_webhook_event_received", "received_at"),
+        # No index on received_at: ids grow with arrival (list newest first by id), and every
+        # index is paid for on the intake hot path.
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)

@@ -105,22 +105,24 @@ def store_webhooks(*, session: Session, items: Sequence[InboxItem]) -> list[Stor
     """
     connection = session.connection()
     prepared = prepare_inbox_insert(items, connection.dialect)
-    created: dict[tuple[str, str], int] = {}
     cursor = connection.connection.cursor()
     try:
         if connection.dialect.name == "postgresql":
             cursor.execute(prepared.sql, prepared.columns(), binary=True)  # type: ignore[call-arg]
-            created.update(((p, e), i) for p, e, i in cursor.fetchall())
-        else:
-            for start in range(0, len(prepared.params), _SQLITE_ROWS_PER_STATEMENT):
-                chunk = prepared.params[start : start + _SQLITE_ROWS_PER_STATEMENT]
-                cursor.execute(
-                    _sqlite_rows_sql(len(chunk)), [value for row in chunk for value in row]
-                )
-                created.update(((p, e), i) for p, e, i in cursor.fetchall())
+            return prepared.results({(p, e): i for p, e, i in cursor.fetchall()})
+        return prepared.results(insert_sqlite(cursor, prepared))
     finally:
         cursor.close()
-    return prepared.results(created)
+
+
+def insert_sqlite(cursor: Any, prepared: PreparedInsert) -> dict[tuple[str, str], int]:
+    """Run a prepared batch on a SQLite DB-API cursor; the rows it created."""
+    created: dict[tuple[str, str], int] = {}
+    for start in range(0, len(prepared.params), _SQLITE_ROWS_PER_STATEMENT):
+        chunk = prepared.params[start : start + _SQLITE_ROWS_PER_STATEMENT]
+        cursor.execute(_sqlite_rows_sql(len(chunk)), [value for row in chunk for value in row])
+        created.update(((p, e), i) for p, e, i in cursor.fetchall())
+    return created
 
 
 @dataclass(frozen=True, slots=True)
