@@ -32,13 +32,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from payments_core.config import get_settings
-from payments_core.db import get_engine, transaction
+from payments_core.db import get_engine
 from payments_core.services.inbox import (
     InboxItem,
     StoredWebhook,
     insert_sqlite,
     prepare_inbox_insert,
-    store_webhooks,
 )
 
 log = logging.getLogger("paydesk.intake")
@@ -85,12 +84,6 @@ class InboxWriter:
             self._flusher = loop.create_task(self._flush())
         async with asyncio.timeout(self.timeout):
             return await pending.result
-
-    def store_blocking(self, item: InboxItem) -> StoredWebhook:
-        """One delivery in its own transaction, outside any event loop (scripts, tests)."""
-        with transaction() as session:
-            [stored] = store_webhooks(session=session, items=[item])
-        return stored
 
     # --- the writer task -------------------------------------------------------------------------
 

@@ -64,25 +64,12 @@ class IntakeAnswer:
 Verifier = Callable[[Delivery, Settings], VerifiedWebhook]
 
 
-def _secret(value: Any, provider: str) -> str:
-    secret = str(value.get_secret_value())
-    if not secret:
-        raise WebhookRejected(
-            RejectionReason.NOT_CONFIGURED, f"{provider} webhooks are not configured", 503
-        )
-    return secret
-
-
+# Each provider's verify_webhook refuses with NOT_CONFIGURED (503) when its secret is empty.
 def _verify_stripe(delivery: Delivery, settings: Settings) -> VerifiedWebhook:
-    secrets = settings.stripe_webhook_secrets
-    if not secrets:
-        raise WebhookRejected(
-            RejectionReason.NOT_CONFIGURED, "stripe webhooks are not configured", 503
-        )
     return stripe.verify_webhook(
         delivery.raw,
         delivery.headers.get("stripe-signature"),
-        secrets,
+        settings.stripe_webhook_secrets,
         now=time.time(),
         tolerance=settings.stripe_webhook_tolerance_seconds,
     )
@@ -130,7 +117,7 @@ def _verify_paystack(delivery: Delivery, settings: Settings) -> VerifiedWebhook:
     return paystack.verify_webhook(
         delivery.raw,
         delivery.headers.get("x-paystack-signature"),
-        _secret(settings.paystack_secret_key, "paystack"),
+        settings.paystack_secret_key.get_secret_value(),
     )
 
 
@@ -143,7 +130,7 @@ def _verify_dummy(delivery: Delivery, settings: Settings) -> VerifiedWebhook:
     return dummy.verify_webhook(
         delivery.raw,
         delivery.headers.get("x-dummy-signature"),
-        _secret(settings.dummy_webhook_secret, "dummy"),
+        settings.dummy_webhook_secret.get_secret_value(),
     )
 
 
@@ -240,26 +227,10 @@ class Intake:
         self.metrics.unavailable(delivery.provider)
         return IntakeAnswer(503, {"error": "database_unavailable", "detail": "try again later"})
 
-    def receive(self, delivery: Delivery) -> IntakeAnswer:
-        """Verify and store one delivery, blocking (scripts and tests; the app uses areceive)."""
-        if delivery.provider not in VERIFIERS:
-            return self.reject(delivery, UNKNOWN_PROVIDER)
-        self.metrics.received(delivery.provider)
-        try:
-            verified, payment_id = self._verify(delivery)
-            stored = self.writer.store_blocking(
-                InboxItem(verified, delivery.raw, delivery.headers, payment_id)
-            )
-        except WebhookRejected as rejected:
-            return self.reject(delivery, rejected)
-        except SQLAlchemyError:  # not stored: retry later
-            return self._unavailable(delivery)
-        return self._stored(verified, stored)
-
     async def areceive(self, delivery: Delivery) -> IntakeAnswer:
-        """The same on the event loop: signature checks are CPU-only and run inline; whatever may
-        block (PostFinance key fetch, M-Pesa token lookup, recording a refusal) runs in a thread,
-        and the request awaits its group commit without holding a thread."""
+        """Verify and store one delivery. Signature checks are CPU-only and run inline on the
+        event loop; whatever may block (PostFinance key fetch, M-Pesa token lookup, recording a
+        refusal) runs in a thread, and the request awaits its group commit without holding one."""
         if delivery.provider not in VERIFIERS:
             return await run_in_threadpool(self.reject, delivery, UNKNOWN_PROVIDER)
         self.metrics.received(delivery.provider)

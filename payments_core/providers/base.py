@@ -7,6 +7,7 @@ error raised when a provider sends a state that our mapping tables do not know.
 from __future__ import annotations
 
 import enum
+import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -109,6 +110,32 @@ def id_text(value: object) -> str | None:
     if isinstance(value, str) and value:
         return value
     return None
+
+
+def check_hex_hmac(
+    raw: bytes,
+    signature_header: str | None,
+    secret: str,
+    digestmod: str,
+    *,
+    what: str,
+    header_name: str,
+) -> None:
+    """Refuse unless the header is the hex HMAC (``digestmod``) of ``raw`` with ``secret``.
+
+    No secret configured -> NOT_CONFIGURED (503, the provider retries once it is set); no header
+    -> MISSING_SIGNATURE; anything else that does not match -> BAD_SIGNATURE. Constant time.
+    """
+    if not secret:
+        raise WebhookRejected(
+            RejectionReason.NOT_CONFIGURED, f"no {what} configured", status_code=503
+        )
+    if signature_header is None or not signature_header.strip():
+        raise WebhookRejected(RejectionReason.MISSING_SIGNATURE, f"missing {header_name} header")
+    expected = hmac.new(secret.encode("utf-8"), raw, digestmod).hexdigest().encode("ascii")
+    candidate = signature_header.strip().lower().encode("utf-8", "replace")
+    if not hmac.compare_digest(expected, candidate):
+        raise WebhookRejected(RejectionReason.BAD_SIGNATURE, "signature does not match")
 
 
 class Verification(enum.StrEnum):

@@ -31,11 +31,10 @@ from payments_core.providers.base import (
     MalformedEvent,
     PaymentFacts,
     ProviderName,
-    RejectionReason,
     UnknownProviderState,
     Verification,
     VerifiedWebhook,
-    WebhookRejected,
+    check_hex_hmac,
 )
 from payments_core.providers.base import (
     load_json_object as _load_json_object,
@@ -90,16 +89,14 @@ def sign_payload(raw: bytes, secret: str) -> str:
 
 def verify_webhook(raw: bytes, signature_header: str | None, secret: str) -> VerifiedWebhook:
     """Verify a dummy delivery on its raw bytes and extract id, type and payment id."""
-    if not secret:
-        raise WebhookRejected(
-            RejectionReason.NOT_CONFIGURED, "no dummy webhook secret configured", status_code=503
-        )
-    if signature_header is None or not signature_header.strip():
-        raise WebhookRejected(RejectionReason.MISSING_SIGNATURE, "missing X-Dummy-Signature header")
-    expected = sign_payload(raw, secret).encode("ascii")
-    candidate = signature_header.strip().lower().encode("utf-8", "replace")
-    if not hmac.compare_digest(expected, candidate):
-        raise WebhookRejected(RejectionReason.BAD_SIGNATURE, "signature does not match")
+    check_hex_hmac(
+        raw,
+        signature_header,
+        secret,
+        "sha256",
+        what="dummy webhook secret",
+        header_name=SIGNATURE_HEADER,
+    )
 
     body = _load_json_object(raw)
     event_id = body.get("id")

@@ -1,9 +1,10 @@
 """The webhook inbox: store a verified delivery once, and count the ones we refuse.
 
-``store_webhook`` inserts with ``ON CONFLICT DO NOTHING`` on (provider, event_id), so a redelivery
-(even two arriving at the same moment) finds the existing row and is acknowledged without a
-second one. The caller commits before answering 2xx: the row is durable before the provider hears
-"accepted".
+``prepare_inbox_insert`` builds ``INSERT ... ON CONFLICT (provider, event_id) DO NOTHING
+RETURNING`` for a batch, so a redelivery (even two arriving at the same moment, even in one batch)
+finds the existing row and is acknowledged without a second one. The intake's group-commit writer
+(``webhook_server/inbox_writer.py``) runs it and commits before answering 2xx: the row is durable
+before the provider hears "accepted".
 
 Refused deliveries are not stored one by one (a flood of forgeries must not grow the database):
 ``record_rejection`` keeps one counter row per provider, reason and hour, and writes one audit
@@ -78,41 +79,6 @@ class InboxItem:
     headers: Mapping[str, str]
     payment_id: str | None = None
     received_at: datetime | None = None
-
-
-def store_webhook(
-    *,
-    session: Session,
-    verified: VerifiedWebhook,
-    raw: bytes,
-    headers: Mapping[str, str],
-    payment_id: str | None = None,
-    received_at: datetime | None = None,
-) -> StoredWebhook:
-    """Put a verified delivery in the inbox unless (provider, event_id) is already there."""
-    [stored] = store_webhooks(
-        session=session, items=[InboxItem(verified, raw, headers, payment_id, received_at)]
-    )
-    return stored
-
-
-def store_webhooks(*, session: Session, items: Sequence[InboxItem]) -> list[StoredWebhook]:
-    """Store several deliveries in the caller's transaction; results in the order of ``items``.
-
-    ``INSERT ... ON CONFLICT (provider, event_id) DO NOTHING RETURNING``: a row comes back only for
-    a delivery that created it. The same event twice in one batch is stored once; the later copy is
-    a duplicate, as it would be one request later.
-    """
-    connection = session.connection()
-    prepared = prepare_inbox_insert(items, connection.dialect)
-    cursor = connection.connection.cursor()
-    try:
-        if connection.dialect.name == "postgresql":
-            cursor.execute(prepared.sql, prepared.columns(), binary=True)  # type: ignore[call-arg]
-            return prepared.results({(p, e): i for p, e, i in cursor.fetchall()})
-        return prepared.results(insert_sqlite(cursor, prepared))
-    finally:
-        cursor.close()
 
 
 def insert_sqlite(cursor: Any, prepared: PreparedInsert) -> dict[tuple[str, str], int]:

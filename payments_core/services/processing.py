@@ -103,9 +103,6 @@ class RoundResult:
 
     outcomes: list[Outcome] = field(default_factory=list)
 
-    def count(self, status: InboxStatus) -> int:
-        return sum(1 for outcome in self.outcomes if outcome.status is status)
-
     def __len__(self) -> int:
         return len(self.outcomes)
 
@@ -486,19 +483,15 @@ def _create_from_provider(
         return existing
     payment = session.get(Payment, payment_id)
     assert payment is not None
-    add_timeline_event(
+    _explain(
         session=session,
         payment=payment,
-        kind="created",
         actor=actor,
+        at=now,
+        kind="created",
         summary=f"First seen in {event.provider} event {event.event_id} "
         f"({format_amount(facts.amount_minor, facts.currency)})",
         data={"webhook_event_id": event.id, "provider_reference": facts.reference},
-        at=now,
-    )
-    record_audit(
-        session=session,
-        actor=actor,
         action="payment.created_from_provider",
         entity_type="payment",
         entity_id=payment_id,
@@ -508,7 +501,6 @@ def _create_from_provider(
             if k not in {"created_at", "updated_at", "status_changed_at"}
         }
         | {"webhook_event": event.event_id},
-        at=now,
     )
     return payment_id
 
@@ -575,24 +567,19 @@ def _flag(
         return
     before = {"review_reason": payment.review_reason}
     payment.review_reason = reason
-    add_timeline_event(
+    _explain(
         session=session,
         payment=payment,
-        kind="flag",
         actor=actor,
+        at=now,
+        kind="flag",
         summary=f"Flagged for review from {source}: {reason}",
         data={"source": source},
-        at=now,
-    )
-    record_audit(
-        session=session,
-        actor=actor,
         action="payment.flagged",
         entity_type="payment",
         entity_id=payment.id,
         before=before,
         after={"review_reason": reason, "source": source},
-        at=now,
     )
 
 
@@ -651,19 +638,15 @@ def _apply_refund(
             succeeded_at=now if facts.status is RefundStatus.SUCCEEDED else None,
         )
         session.add(refund)
-        add_timeline_event(
+        _explain(
             session=session,
             payment=payment,
-            kind="refund",
             actor=actor,
+            at=now,
+            kind="refund",
             summary=f"Refund {format_amount(facts.amount_minor, facts.currency)} "
             f"{facts.status} (made at the provider, {facts.provider_refund_id}) from {source}",
             data={"refund_id": refund.id, "status": facts.status.value},
-            at=now,
-        )
-        record_audit(
-            session=session,
-            actor=actor,
             action="refund.recorded_from_provider",
             entity_type="refund",
             entity_id=refund.id,
@@ -675,7 +658,6 @@ def _apply_refund(
                 "provider_refund_id": facts.provider_refund_id,
                 "source": source,
             },
-            at=now,
         )
         session.flush()
         return
@@ -695,25 +677,20 @@ def _apply_refund(
     if facts.failure_reason:
         refund.failure_reason = facts.failure_reason[:500]
     session.add(refund)
-    add_timeline_event(
+    _explain(
         session=session,
         payment=payment,
-        kind="refund",
         actor=actor,
+        at=now,
+        kind="refund",
         summary=f"Refund {refund.id} {format_amount(refund.amount_minor, refund.currency)}: "
         f"{transition.explanation} from {source}",
         data={"refund_id": refund.id, "status": refund.status},
-        at=now,
-    )
-    record_audit(
-        session=session,
-        actor=actor,
         action="refund.status_changed",
         entity_type="refund",
         entity_id=refund.id,
         before=before,
         after={"status": refund.status, "failure_reason": refund.failure_reason, "source": source},
-        at=now,
     )
     session.flush()
 
@@ -797,24 +774,19 @@ def _apply_dispute(
             dispute.closed_at = dispute.closed_at or now
         session.add(dispute)
         summary = f"Dispute {facts.provider_dispute_id}: {transition.explanation}"
-    add_timeline_event(
+    _explain(
         session=session,
         payment=payment,
-        kind="dispute",
         actor=actor,
+        at=now,
+        kind="dispute",
         summary=f"{summary} from {source}",
         data={"dispute_id": dispute.id, "status": dispute.status},
-        at=now,
-    )
-    record_audit(
-        session=session,
-        actor=actor,
         action="dispute.opened" if before is None else "dispute.status_changed",
         entity_type="dispute",
         entity_id=dispute.id,
         before=before,
         after={"status": dispute.status, "amount_minor": dispute.amount_minor, "source": source},
-        at=now,
     )
     session.flush()
 
@@ -848,3 +820,35 @@ def _recompute_amounts(session: Session, payment: Payment) -> None:
     payment.refunded_minor = int(refunded)
     payment.refund_pending_minor = int(pending)
     payment.disputed_minor = int(disputed)
+
+
+def _explain(
+    *,
+    session: Session,
+    payment: Payment,
+    actor: str,
+    at: datetime,
+    kind: str,
+    summary: str,
+    action: str,
+    entity_type: str,
+    entity_id: str,
+    data: dict[str, Any] | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """One change told twice, in the same transaction: on the payment's timeline and in the audit
+    log."""
+    add_timeline_event(
+        session=session, payment=payment, kind=kind, actor=actor, summary=summary, data=data, at=at
+    )
+    record_audit(
+        session=session,
+        actor=actor,
+        action=action,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        before=before,
+        after=after,
+        at=at,
+    )
