@@ -116,6 +116,48 @@ def add_timeline_event(
     return event
 
 
+def record_change(
+    *,
+    session: Session,
+    payment: Payment,
+    actor: str,
+    at: datetime,
+    kind: str,
+    summary: str,
+    action: str,
+    entity_type: str,
+    entity_id: str,
+    data: dict[str, Any] | None = None,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """One change told twice, in the same transaction: on the payment's timeline and in the audit
+    log."""
+    add_timeline_event(
+        session=session,
+        payment=payment,
+        kind=kind,
+        actor=actor,
+        summary=summary,
+        from_status=from_status,
+        to_status=to_status,
+        data=data,
+        at=at,
+    )
+    record_audit(
+        session=session,
+        actor=actor,
+        action=action,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        before=before,
+        after=after,
+        at=at,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class StatusChange:
     transition: Transition[PaymentStatus]
@@ -145,26 +187,21 @@ def _record_failed_attempt(
     payment.failure_reason = (mapped.failure_reason or "")[:500]
     payment.updated_at = at
     session.add(payment)
-    add_timeline_event(
+    record_change(
         session=session,
         payment=payment,
-        kind="status",
         actor=actor,
+        at=at,
+        kind="status",
         summary=f"Attempt failed ({mapped.provider_state}) from {source}: {mapped.failure_reason}",
         from_status=payment.status,
         to_status=payment.status,
         data={"provider_state": mapped.provider_state, "source": source},
-        at=at,
-    )
-    record_audit(
-        session=session,
-        actor=actor,
         action="payment.attempt_failed",
         entity_type="payment",
         entity_id=payment.id,
         before=before,
         after=_snapshot(payment) | {"source": source},
-        at=at,
     )
 
 
@@ -224,25 +261,20 @@ def apply_status(
     if mapped.status is PaymentStatus.DECLINED:
         payment.review_reason = "captured but the provider declined delivery: do not fulfil"
     session.add(payment)
-    add_timeline_event(
+    record_change(
         session=session,
         payment=payment,
-        kind="status",
         actor=actor,
+        at=now,
+        kind="status",
         summary=f"{current} -> {mapped.status} ({mapped.provider_state}) from {source}",
         from_status=current.value,
         to_status=mapped.status.value,
         data={"provider_state": mapped.provider_state, "source": source},
-        at=now,
-    )
-    record_audit(
-        session=session,
-        actor=actor,
         action="payment.status_changed",
         entity_type="payment",
         entity_id=payment.id,
         before=before,
         after=_snapshot(payment) | {"source": source},
-        at=now,
     )
     return StatusChange(transition, flagged=flagged)

@@ -56,7 +56,7 @@ from payments_core.providers.base import (
     RefundFacts,
 )
 from payments_core.services.audit import record_audit
-from payments_core.services.payments import add_timeline_event, apply_status
+from payments_core.services.payments import add_timeline_event, apply_status, record_change
 from payments_core.status import (
     CAPTURED_PAYMENT_STATUSES,
     OPEN_DISPUTE_STATUSES,
@@ -483,7 +483,7 @@ def _create_from_provider(
         return existing
     payment = session.get(Payment, payment_id)
     assert payment is not None
-    _explain(
+    record_change(
         session=session,
         payment=payment,
         actor=actor,
@@ -567,7 +567,7 @@ def _flag(
         return
     before = {"review_reason": payment.review_reason}
     payment.review_reason = reason
-    _explain(
+    record_change(
         session=session,
         payment=payment,
         actor=actor,
@@ -638,7 +638,7 @@ def _apply_refund(
             succeeded_at=now if facts.status is RefundStatus.SUCCEEDED else None,
         )
         session.add(refund)
-        _explain(
+        record_change(
             session=session,
             payment=payment,
             actor=actor,
@@ -677,7 +677,7 @@ def _apply_refund(
     if facts.failure_reason:
         refund.failure_reason = facts.failure_reason[:500]
     session.add(refund)
-    _explain(
+    record_change(
         session=session,
         payment=payment,
         actor=actor,
@@ -774,7 +774,7 @@ def _apply_dispute(
             dispute.closed_at = dispute.closed_at or now
         session.add(dispute)
         summary = f"Dispute {facts.provider_dispute_id}: {transition.explanation}"
-    _explain(
+    record_change(
         session=session,
         payment=payment,
         actor=actor,
@@ -820,35 +820,3 @@ def _recompute_amounts(session: Session, payment: Payment) -> None:
     payment.refunded_minor = int(refunded)
     payment.refund_pending_minor = int(pending)
     payment.disputed_minor = int(disputed)
-
-
-def _explain(
-    *,
-    session: Session,
-    payment: Payment,
-    actor: str,
-    at: datetime,
-    kind: str,
-    summary: str,
-    action: str,
-    entity_type: str,
-    entity_id: str,
-    data: dict[str, Any] | None = None,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> None:
-    """One change told twice, in the same transaction: on the payment's timeline and in the audit
-    log."""
-    add_timeline_event(
-        session=session, payment=payment, kind=kind, actor=actor, summary=summary, data=data, at=at
-    )
-    record_audit(
-        session=session,
-        actor=actor,
-        action=action,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        before=before,
-        after=after,
-        at=at,
-    )
