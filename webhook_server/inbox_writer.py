@@ -59,7 +59,7 @@ class InboxWriter:
     ) -> None:
         self.max_batch = max_batch
         self.on_commit = on_commit
-        self.timeout = 30.0  # seconds a request waits for its commit before answering 503
+        self.timeout = 30.0  # seconds a batch may take to commit before its requests answer 503
         self.batches = 0
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -73,8 +73,8 @@ class InboxWriter:
     # --- requests ------------------------------------------------------------------------------
 
     async def store(self, item: InboxItem) -> StoredWebhook:
-        """Store one delivery; returns once its row is committed (raises InboxUnavailable or
-        TimeoutError when it was not, or is not known to be)."""
+        """Store one delivery; returns once its row is committed (raises InboxUnavailable when
+        it was not, or is not known to be)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a new event loop (server restart in-process, tests)
             self._loop, self._pending, self._flusher, self._pg = loop, [], None, None
@@ -82,8 +82,8 @@ class InboxWriter:
         self._pending.append(pending)
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
-        async with asyncio.timeout(self.timeout):
-            return await pending.result
+        # No timer per request: each batch's commit is bounded (``_write``), and so is the wait.
+        return await pending.result
 
     # --- the writer task -------------------------------------------------------------------------
 
@@ -99,7 +99,16 @@ class InboxWriter:
 
     async def _write(self, batch: Sequence[_Pending]) -> None:
         try:
-            results = await self._commit([p.item for p in batch])
+            async with asyncio.timeout(self.timeout):
+                results = await self._commit([p.item for p in batch])
+        except TimeoutError:
+            # Not known to be committed: every delivery of the batch is answered 503 (a retry
+            # finds the row if it did commit, and is acknowledged as a duplicate).
+            await self._drop_connection()
+            for pending in batch:
+                if not pending.result.done():
+                    pending.result.set_exception(InboxUnavailable("commit timed out"))
+            return
         except (InboxUnavailable, SQLAlchemyError, psycopg.Error) as exc:
             if len(batch) == 1:
                 if not batch[0].result.done():

@@ -247,7 +247,7 @@ class Intake:
             stored = await self.writer.store(
                 InboxItem(verified, delivery.raw, delivery.headers, payment_id)
             )
-        except (InboxUnavailable, TimeoutError):  # not stored (or not known to be): retry later
+        except InboxUnavailable:  # not stored (or not known to be): the provider retries later
             return self._unavailable(delivery)
         return self._stored(verified, stored)
 

@@ -181,7 +181,7 @@ def _insert_sql(dialect: Dialect) -> str:
     columns = ", ".join(_STORED_COLUMNS)
     returning = "ON CONFLICT (provider, event_id) DO NOTHING RETURNING provider, event_id, id"
     if dialect.name == "postgresql":
-        arrays = ", ".join(f"%s::{kind}[]" for kind in _PG_ARRAY_TYPES)
+        arrays = ", ".join(f"%b::{kind}[]" for kind in _PG_ARRAY_TYPES)
         names = ", ".join(f"c{i}" for i in range(len(_STORED_COLUMNS)))
         selected = ", ".join(
             f"c{i}::json" if name == "headers" else f"c{i}"

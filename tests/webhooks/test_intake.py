@@ -471,3 +471,47 @@ def test_one_bad_delivery_does_not_fail_the_others_in_its_batch(
     assert isinstance(bad, InboxUnavailable)
     assert not ok_1.duplicate and not ok_2.duplicate
     assert sorted(e.event_id for e in inbox(engine)) == ["evt_ok_1", "evt_ok_2"]
+
+
+def test_a_commit_that_hangs_answers_503_and_the_next_batch_stores(
+    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wait for a commit is bounded per batch: a table lock held elsewhere makes the batch
+    time out (InboxUnavailable, so the request answers 503); once the lock is gone the next
+    delivery is stored on a fresh connection."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from payments_core.services.inbox import InboxItem
+    from webhook_server.inbox_writer import InboxUnavailable, InboxWriter
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite waits for its lock synchronously (busy timeout), not on the loop")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    writer = InboxWriter()
+    writer.timeout = 0.5
+
+    async def deliver(name: str) -> Any:
+        return (
+            await asyncio.gather(
+                writer.store(InboxItem(_verified(name), b"{}", {})), return_exceptions=True
+            )
+        )[0]
+
+    async def scenario() -> tuple[Any, Any]:
+        try:
+            with engine.connect() as locker:
+                locker.execute(text("LOCK TABLE webhook_event IN ACCESS EXCLUSIVE MODE"))
+                blocked = await deliver("evt_blocked")
+                locker.rollback()
+            return blocked, await deliver("evt_after")
+        finally:
+            await writer.close()
+
+    blocked, after = asyncio.run(scenario())
+    dispose_engines()
+    assert isinstance(blocked, InboxUnavailable)
+    assert not after.duplicate
+    assert [e.event_id for e in inbox(engine)] == ["evt_after"]
