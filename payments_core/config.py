@@ -84,11 +84,41 @@ class Settings(BaseSettings):
     # Where `make run` / `paydesk dev` serve the webhook server.
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8000, ge=1, le=65535)
+    # The webhook server's address as customers and providers reach it: M-Pesa callback URLs and
+    # the dummy provider's /simulate page are built on it.
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    # Outbound provider calls: seconds before a call counts as timed out (outcome unknown), and
+    # how many more times a transient failure is tried (only calls that are safe to repeat).
+    provider_timeout_seconds: float = Field(default=20.0, gt=0)
+    provider_max_retries: int = Field(default=2, ge=0, le=10)
+
+    # Manual / offline payments: what the payment instructions tell the customer.
+    manual_bank_account_name: str = "Paydesk Demo Ltd"
+    manual_bank_iban: str = "CH93 0076 2011 6238 5295 7"
+    manual_bank_bic: str = "POFICHBEXXX"
+    manual_bank_name: str = "PostFinance AG"
+    manual_payment_days: int = Field(default=14, ge=1, le=365)
+
+    # Reconciliation: payments pending or authorized longer than this are read back from their
+    # provider (`paydesk reconcile`, and the worker every reconcile_interval_seconds; 0 = never).
+    reconcile_after_seconds: int = Field(default=900, ge=0)
+    reconcile_interval_seconds: int = Field(default=300, ge=0)
+
+    # Host API: how long a stored Idempotency-Key answer is replayed.
+    api_idempotency_hours: int = Field(default=24, ge=1, le=24 * 30)
+    # Proof uploads (host API and dashboard): largest file accepted.
+    proof_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
     @field_validator("var_dir")
     @classmethod
     def _absolute_var_dir(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.strip().rstrip("/")
 
     @field_validator("database_url")
     @classmethod

@@ -1,7 +1,12 @@
-"""Protocols and normalized types shared by provider adapters; adapters are added by later work.
+"""Protocols and normalized types shared by provider adapters.
 
-For now this module holds the provider and payment-method names used across the code base and the
-error raised when a provider sends a state that our mapping tables do not know.
+Inbound: webhook verification results (``VerifiedWebhook``) and what an event says in our terms
+(``EventFacts``). Outbound: the requests adapters carry out (``CheckoutRequest``,
+``RefundRequest``, dispute evidence), their results, the protocols each adapter implements, and one
+hierarchy of typed errors (``ProviderError``) so services never see an SDK's or httpx's exceptions.
+
+Amounts are always integer minor units of the ISO 4217 currency here; each adapter converts to its
+provider's wire unit in exactly one place.
 """
 
 from __future__ import annotations
@@ -9,10 +14,12 @@ from __future__ import annotations
 import enum
 import hmac
 import json
-from collections.abc import Mapping
+import random
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 from payments_core.status import DisputeStatus, MappedStatus, RefundStatus
 
@@ -237,8 +244,56 @@ class EventFacts:
 IGNORED_EVENT: Final = EventFacts(payment=None)
 
 
-class ProviderUnavailable(Exception):
-    """A provider read failed transiently (network, 5xx, timeout): retry the event later."""
+class ProviderError(Exception):
+    """A provider call did not give the answer we asked for. ``code`` is the provider's own error
+    code when it sent one; ``status_code`` the HTTP status, when there was an answer."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: ProviderName | None = None,
+        code: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.code = code
+        self.status_code = status_code
+
+    def __str__(self) -> str:
+        where = f"{self.provider.value}: " if self.provider else ""
+        code = f" [{self.code}]" if self.code else ""
+        return f"{where}{self.message}{code}"
+
+
+class ProviderUnavailable(ProviderError):
+    """A transient failure (network, 5xx, 429, timeout) that outlasted the adapter's retries:
+    nothing is known to have happened; try again later (reads and idempotent writes)."""
+
+
+class ProviderOutcomeUnknown(ProviderUnavailable):
+    """A write may or may not have been carried out (timeout after sending, connection lost,
+    unreadable answer). Retrying with the same idempotency key is safe where the provider has one;
+    otherwise read back before trying again."""
+
+
+class ProviderDeclined(ProviderError):
+    """The provider refused the request (card declined, amount above what is refundable, invalid
+    parameters): nothing happened, and the same request will be refused again."""
+
+
+class ProviderAuthError(ProviderError):
+    """The provider refused our credentials (wrong key, expired or revoked)."""
+
+
+class ProviderNotConfigured(ProviderError):
+    """The provider's credentials are not set in the settings: its operations are refused."""
+
+
+class OperationNotSupported(ProviderError):
+    """The provider cannot do this (a refund on M-Pesa, dispute evidence outside Stripe)."""
 
 
 class MalformedEvent(ValueError):
@@ -247,3 +302,140 @@ class MalformedEvent(ValueError):
 
 class ProviderEntityNotFound(LookupError):
     """The provider does not know the entity read (HTTP 404): retrying will not help."""
+
+
+# --- Outbound operations -------------------------------------------------------------------------
+
+
+class LineItemKind(enum.StrEnum):
+    PRODUCT = "product"
+    DISCOUNT = "discount"
+    SHIPPING = "shipping"
+    FEE = "fee"
+
+
+@dataclass(frozen=True, slots=True)
+class LineItem:
+    """One line of a checkout. ``unit_amount_minor`` is positive; a DISCOUNT line subtracts
+    ``quantity * unit_amount_minor`` from the total, every other kind adds it."""
+
+    name: str
+    quantity: int
+    unit_amount_minor: int
+    kind: LineItemKind = LineItemKind.PRODUCT
+    sku: str | None = None
+
+    @property
+    def total_minor(self) -> int:
+        """The line's signed contribution to the payment amount."""
+        total = self.quantity * self.unit_amount_minor
+        return -total if self.kind is LineItemKind.DISCOUNT else total
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutRequest:
+    """Start collecting one payment. ``payment_id`` is ours; ``idempotency_key`` was stored on
+    the payment before the call, so a retry after an unknown outcome sends the same key.
+
+    ``line_items`` always sum to ``amount_minor`` (the service checks; an empty tuple means one
+    line named after ``description``). ``callback_url`` is where the provider should notify us
+    when it takes a per-payment URL (M-Pesa: it holds the secret token)."""
+
+    payment_id: str
+    amount_minor: int
+    currency: str
+    idempotency_key: str
+    description: str | None = None
+    line_items: tuple[LineItem, ...] = ()
+    host_reference: str | None = None
+    customer_email: str | None = None
+    customer_phone: str | None = None
+    customer_name: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    success_url: str | None = None
+    cancel_url: str | None = None
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutResult:
+    """What the provider gave back: its reference for the payment, where to send the customer,
+    or (manual payments) the instructions to show. ``status`` is where the payment now stands."""
+
+    provider_reference: str | None
+    status: MappedStatus
+    checkout_url: str | None = None
+    instructions: Mapping[str, str] | None = None
+    expires_at: datetime | None = None
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    """Return money of a captured payment. ``refund_id`` is ours; ``idempotency_key`` was stored
+    on the refund row before the call."""
+
+    refund_id: str
+    payment_id: str
+    provider_reference: str
+    amount_minor: int
+    currency: str
+    idempotency_key: str
+    reason: str | None = None
+    # What the payment captured in all: some providers refund "the rest" differently.
+    captured_minor: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    provider_refund_id: str
+    status: RefundStatus
+    failure_reason: str | None = None
+
+
+class CheckoutAdapter(Protocol):
+    def create_checkout(self, request: CheckoutRequest) -> CheckoutResult: ...
+
+
+class RefundAdapter(Protocol):
+    def refund(self, request: RefundRequest) -> RefundResult: ...
+
+
+class StatusAdapter(Protocol):
+    def fetch_payment(self, provider_reference: str) -> EventFacts:
+        """The payment as the provider sees it now (reconciliation), with its refunds."""
+        ...
+
+
+class DisputeAdapter(Protocol):
+    def update_dispute_evidence(
+        self, provider_dispute_id: str, evidence: Mapping[str, str], *, submit: bool
+    ) -> DisputeFacts: ...
+
+    def accept_dispute(self, provider_dispute_id: str) -> DisputeFacts: ...
+
+
+_T = TypeVar("_T")
+
+
+def with_retries(
+    call: Callable[[], _T],
+    *,
+    attempts: int = 3,
+    base_delay: float = 0.25,
+    max_delay: float = 4.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> _T:
+    """Run ``call``; retry it on ProviderUnavailable with exponential backoff and full jitter.
+
+    Only for calls that are safe to repeat: reads, and writes the provider deduplicates (an
+    idempotency key, a unique reference). ProviderOutcomeUnknown is retried too, since for those
+    calls the repeat is harmless; every other error is raised at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except ProviderUnavailable:
+            if attempt == attempts:
+                raise
+            sleep(random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1))))  # noqa: S311
+    raise AssertionError("unreachable")
