@@ -1,12 +1,16 @@
-"""Stripe: what Stripe's object states mean for our payments, refunds and disputes.
+"""Stripe: what Stripe's object states mean for our payments, refunds and disputes, and the
+outbound adapter (``StripeAdapter``) that starts checkouts, refunds, reads payments back and
+answers disputes through the official SDK.
 
-Mapping only, no API calls yet (the adapter is added to this module later). Each Stripe state set is
-a ``Literal`` type; a wire string is first checked by a ``parse_*`` function, which raises
-``UnknownProviderState`` for a value we do not know, and then mapped by an exhaustive ``match``,
-so a new Stripe state is a mypy error here rather than a silent default.
+Each Stripe state set is a ``Literal`` type; a wire string is first checked by a ``parse_*``
+function, which raises ``UnknownProviderState`` for a value we do not know, and then mapped by an
+exhaustive ``match``, so a new Stripe state is a mypy error here rather than a silent default.
+Webhook bodies and objects the adapter reads are turned into facts by the same parsing helpers, so
+reconciliation and webhooks agree. Minor units become Stripe's wire unit only in
+``amount_to_stripe`` (and back only in ``amount_from_stripe``).
 
-Source: ../shared/reference/providers.md sections 1.6 (PaymentIntent), 1.7 (Refund),
-1.8 (Dispute), 1.9 (Checkout Session) and 5 (suggested mapping).
+Source: ../shared/reference/providers.md sections 1.1 (SDK), 1.6 (PaymentIntent), 1.7 (Refund),
+1.8 (Dispute), 1.9 (Checkout Session), 1.10 (idempotency), 1.12 (currencies) and 5.
 
 Note: this module is named ``stripe`` inside ``payments_core.providers``; it does not shadow the
 ``stripe`` SDK for absolute imports.
@@ -18,11 +22,12 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, assert_never, cast, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, assert_never, cast, get_args
 
+from payments_core.config import Settings
 from payments_core.money import (
     InvalidAmountError,
     UnknownCurrencyError,
@@ -31,13 +36,25 @@ from payments_core.money import (
 )
 from payments_core.providers.base import (
     IGNORED_EVENT,
+    CheckoutRequest,
+    CheckoutResult,
     DisputeFacts,
     EventFacts,
+    LineItemKind,
     MalformedEvent,
     PaymentFacts,
     PaymentMethod,
+    ProviderAuthError,
+    ProviderDeclined,
+    ProviderEntityNotFound,
+    ProviderError,
     ProviderName,
+    ProviderNotConfigured,
+    ProviderOutcomeUnknown,
+    ProviderUnavailable,
     RefundFacts,
+    RefundRequest,
+    RefundResult,
     RejectionReason,
     UnknownProviderState,
     Verification,
@@ -51,6 +68,11 @@ from payments_core.providers.base import (
     malformed_delivery as _malformed,
 )
 from payments_core.status import DisputeStatus, MappedStatus, PaymentStatus, RefundStatus
+
+if TYPE_CHECKING:
+    import stripe
+    from stripe.params import DisputeUpdateParams, RefundCreateParams
+    from stripe.params.checkout import SessionCreateParams
 
 # --- PaymentIntent (section 1.6) ----------------------------------------------------------------
 
@@ -624,16 +646,11 @@ def _refund_event_facts(
     )
 
 
-def _dispute_event_facts(
-    event_type: str, livemode: bool | None, dispute: dict[str, Any]
-) -> EventFacts:
+def _dispute_facts(dispute: dict[str, Any]) -> DisputeFacts:
     what = "Dispute"
-    intent_id = _optional_id(dispute, "payment_intent", what)
-    if intent_id is None:
-        return IGNORED_EVENT  # a dispute on a charge outside a PaymentIntent
     currency = _currency(dispute, what)
     evidence = _optional_object(dispute, "evidence_details", what) or {}
-    facts = DisputeFacts(
+    return DisputeFacts(
         provider_dispute_id=_required_str(dispute, "id", what),
         amount_minor=_amount(dispute, "amount", currency, what),
         currency=currency,
@@ -642,6 +659,16 @@ def _dispute_event_facts(
         # ``due_by`` is null, or 0 when the bank allows no response (section 1.8).
         evidence_due_at=_timestamp(evidence, "due_by", f"{what}.evidence_details"),
     )
+
+
+def _dispute_event_facts(
+    event_type: str, livemode: bool | None, dispute: dict[str, Any]
+) -> EventFacts:
+    what = "Dispute"
+    intent_id = _optional_id(dispute, "payment_intent", what)
+    if intent_id is None:
+        return IGNORED_EVENT  # a dispute on a charge outside a PaymentIntent
+    facts = _dispute_facts(dispute)
     payment = PaymentFacts(reference=intent_id, livemode=_livemode(livemode, dispute, what))
     return EventFacts(
         payment=payment,
@@ -776,3 +803,418 @@ def _first_method(obj: dict[str, Any], what: str) -> str | None:
     if not isinstance(types, list) or not isinstance(types[0], str):
         raise MalformedEvent(f"Stripe {what}.payment_method_types is not a list of strings")
     return _method(types[0]) if types[0] else None
+
+
+# --- Outbound: the adapter ----------------------------------------------------------------------
+# Section 1.1 (SDK), 1.10 (idempotency), 1.12 (currency exponents). The SDK is imported when an
+# adapter is built, not with this module: webhook intake needs only the functions above.
+
+_REFUND_REASONS: Final = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
+_METADATA_VALUE_LIMIT: Final = 500  # Stripe's longest metadata value
+_LIVE_KEY_PREFIXES: Final = ("sk_live_", "rk_live_")
+_TEST_KEY_PREFIXES: Final = ("sk_test_", "rk_test_")
+_REFUND_PAGE_SIZE: Final = 100
+
+_R = TypeVar("_R")
+
+
+def _declined(message: str, code: str) -> ProviderDeclined:
+    return ProviderDeclined(message, provider=ProviderName.STRIPE, code=code)
+
+
+def amount_to_stripe(amount_minor: int, currency: str) -> int:
+    """Stripe's wire amount for ``amount_minor`` of ``currency`` (section 1.12); the inverse of
+    ``amount_from_stripe`` and the only place outbound amounts are converted.
+
+    Zero-decimal currencies go in whole units (JPY 500 is 500; MGA 100.00 is 100), ISK in
+    hundredths although ISO gives it none, three-decimal currencies in thousandths whose last
+    digit Stripe requires to be 0. An amount Stripe cannot represent (KWD 12.345, MGA 100.50), a
+    negative one or an unknown currency raises ``ProviderDeclined``: refused, never rounded.
+    """
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
+        raise TypeError(f"an amount is an int of minor units, got {type(amount_minor).__name__}")
+    try:
+        code = normalize_currency(currency)
+    except UnknownCurrencyError:
+        raise _declined(f"unknown currency {currency!r}", "invalid_currency") from None
+    if amount_minor < 0:
+        raise _declined(f"negative amount {amount_minor} {code}", "invalid_amount")
+    shift = _wire_exponent(code) - exponent(code)
+    scale: int = 10 ** abs(shift)
+    if shift >= 0:
+        wire = amount_minor * scale
+    else:
+        wire, rest = divmod(amount_minor, scale)
+        if rest:
+            raise _declined(
+                f"{amount_minor} {code} minor units is not a whole number of Stripe's {code} unit",
+                "amount_not_representable",
+            )
+    if code in _THREE_DECIMAL_CURRENCIES and wire % 10:
+        raise _declined(
+            f"Stripe takes {code} amounts only in multiples of 10 thousandths, "
+            f"got {amount_minor} (refused rather than rounded)",
+            "amount_not_representable",
+        )
+    return wire
+
+
+def _provider_error(exc: stripe.StripeError, *, write: bool, what: str) -> ProviderError:
+    """The ``base`` error for an SDK exception. Transient failures of a write are
+    ``ProviderOutcomeUnknown``: Stripe may have carried it out (retry with the same key)."""
+    import stripe
+
+    status = exc.http_status
+    message = f"{what}: {exc.user_message or type(exc).__name__}"
+    transient: type[ProviderUnavailable] = ProviderOutcomeUnknown if write else ProviderUnavailable
+    where = ProviderName.STRIPE
+    if isinstance(exc, stripe.CardError):
+        decline_code = getattr(exc.error, "decline_code", None) if exc.error else None
+        return ProviderDeclined(
+            message, provider=where, code=decline_code or exc.code, status_code=status
+        )
+    if isinstance(exc, stripe.IdempotencyError):
+        return ProviderDeclined(
+            message, provider=where, code=exc.code or "idempotency_error", status_code=status
+        )
+    if isinstance(exc, stripe.InvalidRequestError):
+        return ProviderDeclined(message, provider=where, code=exc.code, status_code=status)
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return ProviderAuthError(message, provider=where, code=exc.code, status_code=status)
+    # RateLimitError, APIConnectionError (timeouts, refused, reset), APIError (5xx, 409 after the
+    # SDK's retries, and answers that are not JSON) and anything newer: nothing certain happened.
+    return transient(message, provider=where, code=exc.code, status_code=status)
+
+
+class StripeAdapter:
+    """Checkout, refunds, status reads and dispute answers through ``stripe.StripeClient``.
+
+    Every write carries an ``Idempotency-Key``: our stored key for checkouts and refunds, and the
+    SDK's own for dispute calls (reused across its retries only). The SDK retries transient
+    failures (connection errors, timeouts, 409, 5xx) ``max_network_retries`` times with the same
+    key. Every SDK exception is translated into a ``base.ProviderError``; reads raise
+    ``ProviderUnavailable`` for transient failures, writes ``ProviderOutcomeUnknown``.
+    ``fetch_payment`` raises ``ProviderEntityNotFound`` for an object Stripe does not know, and a
+    plain ``ProviderError`` (code ``unreadable_object``) for one our parsers refuse (a missing
+    field, a state we do not know).
+    """
+
+    def __init__(self, client: stripe.StripeClient) -> None:
+        self._client = client
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StripeAdapter:
+        """An adapter for ``STRIPE_API_KEY`` at ``STRIPE_API_BASE``.
+
+        Refuses (``ProviderNotConfigured``) an empty key, and a key whose mode contradicts
+        ``STRIPE_TEST_MODE`` (a live key would otherwise record real payments as test ones).
+        """
+        import stripe
+
+        api_key = settings.stripe_api_key.get_secret_value().strip()
+        if not api_key:
+            raise ProviderNotConfigured("STRIPE_API_KEY is not set", provider=ProviderName.STRIPE)
+        if settings.stripe_test_mode and api_key.startswith(_LIVE_KEY_PREFIXES):
+            raise ProviderNotConfigured(
+                "STRIPE_API_KEY is a live key but STRIPE_TEST_MODE is true",
+                provider=ProviderName.STRIPE,
+            )
+        if not settings.stripe_test_mode and api_key.startswith(_TEST_KEY_PREFIXES):
+            raise ProviderNotConfigured(
+                "STRIPE_API_KEY is a test key but STRIPE_TEST_MODE is false",
+                provider=ProviderName.STRIPE,
+            )
+        client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": settings.stripe_api_base.rstrip("/")},
+            max_network_retries=settings.provider_max_retries,
+            http_client=stripe.RequestsClient(timeout=settings.provider_timeout_seconds),
+        )
+        return cls(client)
+
+    # -- checkout ---------------------------------------------------------------------------------
+
+    def create_checkout(self, request: CheckoutRequest) -> CheckoutResult:
+        """A Checkout Session (mode ``payment``) for the request; our payment id travels in the
+        session's and the PaymentIntent's metadata and as ``client_reference_id``."""
+        metadata = _our_metadata(request)
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "line_items": _checkout_lines(request),
+            "client_reference_id": request.payment_id,
+            "metadata": metadata,
+            "payment_intent_data": {"metadata": dict(metadata)},
+        }
+        if request.description:
+            params["payment_intent_data"]["description"] = request.description
+        if request.success_url:
+            params["success_url"] = request.success_url
+        if request.cancel_url:
+            params["cancel_url"] = request.cancel_url
+        if request.customer_email:
+            params["customer_email"] = request.customer_email
+        what = f"Stripe checkout for {request.payment_id}"
+        session = self._call(
+            lambda: self._client.v1.checkout.sessions.create(
+                params=cast("SessionCreateParams", params),
+                options={"idempotency_key": request.idempotency_key},
+            ),
+            write=True,
+            what=what,
+        )
+        try:
+            data = session.to_dict()
+            session_id = _required_str(data, "id", "Checkout Session")
+            url = _required_str(data, "url", "Checkout Session")
+            status = map_checkout_session(
+                _required_str(data, "status", "Checkout Session"),
+                _required_str(data, "payment_status", "Checkout Session"),
+            )
+            expires_at = _timestamp(data, "expires_at", "Checkout Session")
+        except (MalformedEvent, UnknownProviderState) as exc:
+            raise _unreadable(what, exc) from exc
+        return CheckoutResult(
+            provider_reference=session_id,
+            status=status,
+            checkout_url=url,
+            expires_at=expires_at,
+        )
+
+    # -- refunds ----------------------------------------------------------------------------------
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        """Refund ``amount_minor`` of the PaymentIntent behind ``provider_reference`` (a
+        PaymentIntent, or the Checkout Session the payment was first stored under)."""
+        amount = amount_to_stripe(request.amount_minor, request.currency)
+        if amount == 0:
+            raise _declined("a refund needs an amount above zero", "invalid_amount")
+        what = f"Stripe refund {request.refund_id} of {request.provider_reference}"
+        intent_id = self._refund_target(request.provider_reference, what)
+        metadata = {
+            "paydesk_refund_id": request.refund_id,
+            "paydesk_payment_id": request.payment_id,
+        }
+        params: dict[str, Any] = {"payment_intent": intent_id, "amount": amount}
+        if request.reason in _REFUND_REASONS:
+            params["reason"] = request.reason
+        elif request.reason:
+            metadata["paydesk_reason"] = request.reason[:_METADATA_VALUE_LIMIT]
+        params["metadata"] = metadata
+        refund = self._call(
+            lambda: self._client.v1.refunds.create(
+                params=cast("RefundCreateParams", params),
+                options={"idempotency_key": request.idempotency_key},
+            ),
+            write=True,
+            what=what,
+        )
+        try:
+            data = refund.to_dict()
+            return RefundResult(
+                provider_refund_id=_required_str(data, "id", "Refund"),
+                status=map_refund_status(_required_str(data, "status", "Refund")),
+                failure_reason=_optional_str(data, "failure_reason", "Refund"),
+            )
+        except (MalformedEvent, UnknownProviderState) as exc:
+            raise _unreadable(what, exc) from exc
+
+    def _refund_target(self, provider_reference: str, what: str) -> str:
+        if provider_reference.startswith("pi_"):
+            return provider_reference
+        if not provider_reference.startswith("cs_"):
+            raise _declined(f"{what}: not a PaymentIntent or Checkout Session", "invalid_reference")
+        # Nothing is written yet: a failure here is a plain read failure.
+        session = self._call(
+            lambda: self._client.v1.checkout.sessions.retrieve(provider_reference),
+            write=False,
+            what=what,
+        )
+        try:
+            intent_id = _optional_id(session.to_dict(), "payment_intent", "Checkout Session")
+        except MalformedEvent as exc:
+            raise ProviderUnavailable(
+                f"{what}: unreadable Checkout Session ({exc})", provider=ProviderName.STRIPE
+            ) from exc
+        if intent_id is None:
+            raise _declined(f"{what}: the session has no payment to refund", "no_payment_intent")
+        return intent_id
+
+    # -- status -----------------------------------------------------------------------------------
+
+    def fetch_payment(self, provider_reference: str) -> EventFacts:
+        """The payment as Stripe sees it now, with its refunds.
+
+        ``pi_...`` reads the PaymentIntent; ``cs_...`` reads the Checkout Session and, once the
+        session has one, its PaymentIntent (the facts then name the PaymentIntent, with the
+        session id as an alternative reference).
+        """
+        what = f"Stripe payment {provider_reference}"
+        try:
+            return self._fetch_payment(provider_reference, what)
+        except (MalformedEvent, UnknownProviderState) as exc:
+            # Not transient (a retry reads the same object) and not a reason to stop a
+            # reconciliation run: a plain ProviderError that names what to look at.
+            raise ProviderError(
+                f"{what}: {exc}", provider=ProviderName.STRIPE, code="unreadable_object"
+            ) from exc
+
+    def _fetch_payment(self, provider_reference: str, what: str) -> EventFacts:
+        if provider_reference.startswith("pi_"):
+            intent = self._read(
+                lambda: self._client.v1.payment_intents.retrieve(provider_reference), what
+            )
+            facts = _payment_intent_facts("payment_intent.fetched", None, intent)
+            return self._with_refunds(facts, provider_reference, what)
+        if not provider_reference.startswith("cs_"):
+            raise ProviderEntityNotFound(f"{what}: not a PaymentIntent or Checkout Session id")
+        session = self._read(
+            lambda: self._client.v1.checkout.sessions.retrieve(provider_reference), what
+        )
+        session_facts = _checkout_session_facts("checkout.session.fetched", None, session)
+        intent_id = _optional_id(session, "payment_intent", "Checkout Session")
+        if intent_id is None or session_facts.payment is None:
+            return session_facts
+        intent = self._read(lambda: self._client.v1.payment_intents.retrieve(intent_id), what)
+        facts = _merge_session(
+            _payment_intent_facts("payment_intent.fetched", None, intent), session_facts
+        )
+        return self._with_refunds(facts, intent_id, what)
+
+    def _with_refunds(self, facts: EventFacts, intent_id: str, what: str) -> EventFacts:
+        def list_refunds() -> list[dict[str, Any]]:
+            page = self._client.v1.refunds.list(
+                params={"payment_intent": intent_id, "limit": _REFUND_PAGE_SIZE}
+            )
+            return [refund.to_dict() for refund in page.auto_paging_iter()]
+
+        refunds = self._call(list_refunds, write=False, what=f"{what} refunds", not_found=True)
+        if not refunds:
+            return facts
+        return replace(facts, refunds=tuple(_refund_facts(refund) for refund in refunds))
+
+    def _read(self, call: Callable[[], stripe.StripeObject], what: str) -> dict[str, Any]:
+        return self._call(call, write=False, what=what, not_found=True).to_dict()
+
+    # -- disputes ---------------------------------------------------------------------------------
+
+    def update_dispute_evidence(
+        self, provider_dispute_id: str, evidence: Mapping[str, str], *, submit: bool
+    ) -> DisputeFacts:
+        """Stage ``evidence`` (Stripe's field names) on the dispute; ``submit`` sends it all to
+        the bank, after which it cannot be changed."""
+        params: dict[str, Any] = {"evidence": dict(evidence), "submit": submit}
+        what = f"Stripe dispute {provider_dispute_id} evidence"
+        dispute = self._call(
+            lambda: self._client.v1.disputes.update(
+                provider_dispute_id, params=cast("DisputeUpdateParams", params)
+            ),
+            write=True,
+            what=what,
+        )
+        return _dispute_answer(dispute, what)
+
+    def accept_dispute(self, provider_dispute_id: str) -> DisputeFacts:
+        """Close the dispute without contest: Stripe marks it lost (irreversible)."""
+        what = f"Stripe dispute {provider_dispute_id} close"
+        dispute = self._call(
+            lambda: self._client.v1.disputes.close(provider_dispute_id), write=True, what=what
+        )
+        return _dispute_answer(dispute, what)
+
+    # -- SDK calls --------------------------------------------------------------------------------
+
+    def _call(
+        self, call: Callable[[], _R], *, write: bool, what: str, not_found: bool = False
+    ) -> _R:
+        """Run one SDK call; ``not_found`` makes a 404 ``ProviderEntityNotFound`` (reads)."""
+        import stripe
+
+        try:
+            return call()
+        except stripe.StripeError as exc:
+            if not_found and isinstance(exc, stripe.InvalidRequestError) and exc.http_status == 404:
+                raise ProviderEntityNotFound(f"{what}: not found at Stripe") from exc
+            raise _provider_error(exc, write=write, what=what) from exc
+
+
+def _our_metadata(request: CheckoutRequest) -> dict[str, str]:
+    # Empty values would unset keys on Stripe's side; ours are written last so a host's
+    # metadata cannot overwrite them.
+    metadata = {key: value for key, value in request.metadata.items() if value}
+    if request.host_reference:
+        metadata["host_reference"] = request.host_reference
+    metadata["paydesk_payment_id"] = request.payment_id
+    return metadata
+
+
+def _checkout_lines(request: CheckoutRequest) -> list[dict[str, Any]]:
+    """Stripe line items (``price_data`` in wire units) for the request's lines."""
+    items = request.line_items
+    if not items or any(item.kind is LineItemKind.DISCOUNT for item in items):
+        # Stripe line items cannot be negative, and a coupon would be a second object to keep in
+        # step: with a discount, one line carries the whole (already discounted) amount.
+        name = request.description or f"Payment {request.payment_id}"
+        return [_line(name, 1, request.amount_minor, request.currency)]
+    total = sum(item.total_minor for item in items)
+    if total != request.amount_minor:
+        raise _declined(
+            f"line items add up to {total}, the payment is {request.amount_minor}",
+            "line_items_mismatch",
+        )
+    return [
+        _line(item.name, item.quantity, item.unit_amount_minor, request.currency) for item in items
+    ]
+
+
+def _line(name: str, quantity: int, unit_amount_minor: int, currency: str) -> dict[str, Any]:
+    unit_amount = amount_to_stripe(unit_amount_minor, currency)  # checks the currency too
+    return {
+        "price_data": {
+            "currency": normalize_currency(currency).lower(),  # section 1.12: lowercase
+            "unit_amount": unit_amount,
+            "product_data": {"name": name},
+        },
+        "quantity": quantity,
+    }
+
+
+def _merge_session(intent_facts: EventFacts, session_facts: EventFacts) -> EventFacts:
+    """PaymentIntent facts completed by what only the session knows (its id, the customer)."""
+    intent, session = intent_facts.payment, session_facts.payment
+    if intent is None or session is None:
+        return intent_facts
+    status = intent.status
+    if (
+        session.status is not None
+        and session.status.status is PaymentStatus.EXPIRED
+        and status is not None
+        and status.status not in {PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED}
+    ):
+        status = session.status  # the session ran out while an attempt was left unfinished
+    payment = replace(
+        intent,
+        status=status,
+        alt_references=(*intent.alt_references, *session.alt_references),
+        payment_id=intent.payment_id or session.payment_id,
+        host_reference=intent.host_reference or session.host_reference,
+        customer_email=intent.customer_email or session.customer_email,
+        customer_name=intent.customer_name or session.customer_name,
+    )
+    summary = intent_facts.summary
+    if status is not intent.status and status is not None:
+        summary = f"{session_facts.summary}, PaymentIntent {intent.reference}"
+    return replace(intent_facts, payment=payment, summary=summary)
+
+
+def _dispute_answer(dispute: stripe.StripeObject, what: str) -> DisputeFacts:
+    try:
+        return _dispute_facts(dispute.to_dict())
+    except (MalformedEvent, UnknownProviderState) as exc:
+        raise _unreadable(what, exc) from exc
+
+
+def _unreadable(what: str, exc: Exception) -> ProviderOutcomeUnknown:
+    """A write's answer we cannot read: Stripe probably did it; read back or retry the key."""
+    return ProviderOutcomeUnknown(
+        f"{what}: unreadable answer from Stripe ({exc})", provider=ProviderName.STRIPE
+    )

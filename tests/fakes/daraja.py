@@ -18,6 +18,11 @@
 
 Expired/unknown bearer tokens -> 401 ``404.001.03 "Invalid Access Token"``.
 
+``DarajaFake(max_timestamp_skew=seconds)`` also refuses a ``Timestamp`` further than that from the
+fake's own Kenyan time (400 ``Invalid Timestamp``): a client sending UTC is three hours off. Off
+by default, so clients with a frozen clock work. Pushes and queries are recorded in
+:attr:`DarajaFake.pushes` and :attr:`FakeServer.requests`.
+
 Error codes and HTTP statuses other than the pending-query error and ``404.001.03`` are taken
 from community integrations (Safaricom's portal is not citable as text) -- treat them as
 plausible, not authoritative. Timestamps use Kenyan time (UTC+3, no DST).
@@ -100,6 +105,8 @@ class DarajaFake(FakeServer):
         shortcode: the Paybill/till ``BusinessShortCode`` pushes must use.
         passkey: the Lipa Na M-Pesa Online passkey the ``Password`` is derived from.
         token_ttl: access-token lifetime in seconds (``expires_in`` is sent as a string).
+        max_timestamp_skew: when set, refuse a ``Timestamp`` more than this many seconds away
+            from now in Kenyan time.
     """
 
     phone_pattern = re.compile(r"^254(7\d|1[01])\d{7}$")
@@ -111,12 +118,14 @@ class DarajaFake(FakeServer):
         shortcode: str = "174379",
         passkey: str = DEFAULT_PASSKEY,
         token_ttl: int = 3599,
+        max_timestamp_skew: float | None = None,
     ) -> None:
         self.consumer_key = consumer_key
         self.consumer_secret = consumer_secret
         self.shortcode = str(shortcode)
         self.passkey = passkey
         self.token_ttl = token_ttl
+        self.max_timestamp_skew = max_timestamp_skew
         self.pushes: dict[str, StkPush] = {}
         self._tokens: dict[str, float] = {}
         self._token_issues = 0
@@ -217,6 +226,14 @@ class DarajaFake(FakeServer):
         ts = body.get("Timestamp")
         if not isinstance(ts, str) or not re.fullmatch(r"\d{14}", ts):
             raise self._raise(400, "400.002.02", "Bad Request - Invalid Timestamp")
+        if self.max_timestamp_skew is not None:
+            try:
+                sent = datetime.strptime(ts, "%Y%m%d%H%M%S").replace(tzinfo=NAIROBI)
+            except ValueError:
+                raise self._raise(400, "400.002.02", "Bad Request - Invalid Timestamp") from None
+            skew = abs((datetime.now(NAIROBI) - sent).total_seconds())
+            if skew > self.max_timestamp_skew:
+                raise self._raise(400, "400.002.02", "Bad Request - Invalid Timestamp")
         password = body.get("Password")
         if not isinstance(password, str) or not hmac.compare_digest(password, self.password(ts)):
             raise self._raise(500, "500.001.1001", "Wrong credentials")

@@ -16,6 +16,7 @@ from fakes.base import CallbackReceiver
 from fakes.daraja import DarajaFake
 from fakes.paystack import PaystackFake
 from fakes.postfinance import PostFinanceFake
+from fakes.stripe import StripeFake
 
 
 @pytest.fixture
@@ -36,6 +37,13 @@ def daraja_fake() -> Iterator[DarajaFake]:
 def paystack_fake() -> Iterator[PaystackFake]:
     """A running :class:`~fakes.paystack.PaystackFake`."""
     with PaystackFake() as fake:
+        yield fake
+
+
+@pytest.fixture
+def stripe_fake() -> Iterator[StripeFake]:
+    """A running :class:`~fakes.stripe.StripeFake` (``fake.base_url`` is the API base)."""
+    with StripeFake() as fake:
         yield fake
 
 

@@ -11,6 +11,10 @@
   :meth:`PaystackFake.set_status`; unknown reference -> 400 ``Transaction reference not found``.
 * ``POST /refund`` (``transaction`` = reference or numeric id, optional ``amount`` <= what is
   left) -> ``pending`` refund. No idempotency: every call creates a refund (all recorded).
+* ``GET /refund?transaction=<id or reference>&perPage=&page=`` lists refunds (newest first, with
+  ``meta`` ``total``/``skipped``/``perPage``/``page``/``pageCount``); without ``transaction``, all
+  of them. ``ignore_refund_filter = True`` makes the fake ignore the filter (some Paystack docs
+  list no such filter), so clients must filter themselves.
 * ``GET /refund/{id}``; :meth:`PaystackFake.set_refund_status` moves it
   (``pending``/``processing``/``processed``/``failed``/``needs-attention``). When processed
   refunds cover the whole amount the transaction becomes ``reversed``.
@@ -38,7 +42,7 @@ import httpx
 
 from fakes.base import FakeServer, HttpError, Request, Response
 
-CURRENCIES = frozenset({"NGN", "GHS", "ZAR", "USD", "KES"})
+CURRENCIES = frozenset({"NGN", "GHS", "ZAR", "USD", "KES", "XOF"})
 TRANSACTION_STATUSES = frozenset(
     {"success", "failed", "abandoned", "reversed", "ongoing", "pending", "processing", "queued"}
 )
@@ -81,6 +85,7 @@ class PaystackFake(FakeServer):
         self.transactions: dict[str, dict[str, Any]] = {}
         self.refunds: dict[int, dict[str, Any]] = {}
         self.deliveries: list[httpx.Response] = []
+        self.ignore_refund_filter = False
         self._tx_ids = itertools.count(4_099_260_001)
         self._refund_ids = itertools.count(13_000_001)
         self._customer_ids = itertools.count(68_001)
@@ -93,6 +98,7 @@ class PaystackFake(FakeServer):
         self.route("POST", r"/transaction/initialize", self._initialize)
         self.route("GET", r"/transaction/verify/(?P<reference>[^/]+)", self._verify)
         self.route("POST", r"/refund", self._create_refund)
+        self.route("GET", r"/refund", self._list_refunds)
         self.route("GET", r"/refund/(?P<id>\d+)", self._get_refund)
 
     def error_response(self, status: int, message: str) -> Response:
@@ -303,6 +309,34 @@ class PaystackFake(FakeServer):
             raise self._fail(404, "Refund not found")
         data = {k: copy.deepcopy(v) for k, v in refund.items() if k != "transaction_reference"}
         return self._ok("Refund retrieved", data)
+
+    def _list_refunds(self, request: Request) -> Response:
+        self._authenticate(request)
+        per_page = self._int_amount(request.query.get("perPage", "50"))
+        page = self._int_amount(request.query.get("page", "1"))
+        if not per_page or not page:
+            raise self._fail(400, "Invalid pagination parameters")
+        refunds = sorted(self.refunds.values(), key=lambda r: r["id"], reverse=True)
+        wanted = request.query.get("transaction")
+        if wanted and not self.ignore_refund_filter:
+            tx = self._find_transaction(wanted)
+            refunds = [r for r in refunds if tx is not None and r["transaction"] == tx["id"]]
+        skipped = (page - 1) * per_page
+        chunk = refunds[skipped : skipped + per_page]
+        data = [
+            {k: copy.deepcopy(v) for k, v in r.items() if k != "transaction_reference"}
+            for r in chunk
+        ]
+        meta = {
+            "total": len(refunds),
+            "skipped": skipped,
+            "perPage": per_page,
+            "page": page,
+            "pageCount": max(1, -(-len(refunds) // per_page)),
+        }
+        return Response.of_json(
+            200, {"status": True, "message": "Refunds retrieved", "data": data, "meta": meta}
+        )
 
     # -- test controls ---------------------------------------------------------------------------
 

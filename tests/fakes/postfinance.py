@@ -16,12 +16,19 @@ Served endpoints (relative to the mount):
 * ``POST /payment/transactions`` -> 201 ``Transaction`` (state ``PENDING``)
 * ``GET /payment/transactions/{id}`` -> 200 ``Transaction``
 * ``GET /payment/transactions/{id}/payment-page-url`` -> 200 JSON string
+* ``GET /payment/transactions/search`` -> 200 ``TransactionSearchResponse``
 * ``POST /payment/refunds`` -> 201 ``Refund`` (``externalId`` is idempotent; over-refund -> 409)
 * ``GET /payment/refunds/{id}`` -> 200 ``Refund``
+* ``GET /payment/refunds/search`` -> 200 ``RefundSearchResponse``
 * ``GET /payment/transactions/completions/{id}``, ``.../voids/{id}``, ``.../invoices/{id}`` ->
   200 ``TransactionCompletion`` / ``TransactionVoid`` / ``TransactionInvoice`` (minimal: id,
   state, ``linkedTransaction``), created with :meth:`PostFinanceFake.create_linked_entity`
 * ``GET /webhooks/encryption-keys/{id}`` (no ``Space``) -> 200 JSON string, base64 DER P-256 key
+
+Searches take ``query`` as terms ``field:value`` or ``field:"quoted value"`` (backslash escapes),
+optionally joined by ``AND`` -- the subset of the vendor's query syntax Paydesk sends (vendor SDK
+tests: ``merchantReference:"..." AND id:...``); ``order`` is ``id:ASC`` or ``id:DESC``; ``limit``
+1-100 and ``offset``. Anything else (``OR``, ranges, groups) is answered 400.
 
 Amounts are major units (JSON numbers). Test controls are plain Python methods:
 :meth:`PostFinanceFake.create_transaction`, :meth:`~PostFinanceFake.set_transaction_state`,
@@ -36,6 +43,7 @@ import base64
 import copy
 import itertools
 import json
+import re
 import secrets
 import time
 import uuid
@@ -118,6 +126,13 @@ _STATES_BY_ENTITY: dict[str, frozenset[str]] = {
 }
 
 
+# One search term: optional "AND", then field:"quoted \\" value" or field:bare-value.
+_QUERY_TERM = re.compile(
+    r"\s*(?:AND\s+)?(?P<field>[A-Za-z][A-Za-z.]*):"
+    r'(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<bare>[^\s"()]+))\s*'
+)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -148,6 +163,9 @@ class PostFinanceFake(FakeServer):
         refund_state: state new refunds get (``SUCCESSFUL`` like the vendor's test space; use
             ``PENDING``/``MANUAL_CHECK`` to exercise asynchronous refunds).
         iat_leeway: accepted clock skew for the JWT ``iat`` claim, seconds.
+        replay_external_id: a refund repeating an ``externalId`` gets the original refund (the
+            documented behaviour); ``False`` answers it 409 instead, to exercise clients that
+            must read the refund back.
     """
 
     mount = "/api/v2.0"
@@ -159,6 +177,7 @@ class PostFinanceFake(FakeServer):
         authentication_key: str | None = None,
         refund_state: str = "SUCCESSFUL",
         iat_leeway: int = 300,
+        replay_external_id: bool = True,
     ) -> None:
         if refund_state not in REFUND_STATES:
             raise ValueError(f"invalid refund state {refund_state!r}")
@@ -169,6 +188,7 @@ class PostFinanceFake(FakeServer):
         ).decode("ascii")
         self.refund_state = refund_state
         self.iat_leeway = iat_leeway
+        self.replay_external_id = replay_external_id
         self.transactions: dict[int, dict[str, Any]] = {}
         self.refunds: dict[int, dict[str, Any]] = {}
         # entity name -> id -> JSON, for TransactionCompletion / TransactionVoid / ...Invoice
@@ -206,6 +226,8 @@ class PostFinanceFake(FakeServer):
 
     def _register_routes(self) -> None:
         self.route("POST", r"/payment/transactions", self._post_transaction)
+        self.route("GET", r"/payment/transactions/search", self._search_transactions)
+        self.route("GET", r"/payment/refunds/search", self._search_refunds)
         self.route("GET", r"/payment/transactions/(?P<id>\d+)", self._get_transaction)
         self.route("GET", r"/payment/transactions/(?P<id>\d+)/payment-page-url", self._get_page_url)
         self.route("POST", r"/payment/refunds", self._post_refund)
@@ -441,6 +463,8 @@ class PostFinanceFake(FakeServer):
             raise self._fail(400, "externalId: 1-100 characters required")
         existing = self._refunds_by_external_id.get(external_id)
         if existing is not None:  # idempotent replay: the original result, nothing executed
+            if not self.replay_external_id:
+                raise self._fail(409, f"A refund with externalId {external_id!r} exists")
             return Response.of_json(201, self._refund_json(self.refunds[existing]))
         if body.get("type") not in REFUND_TYPES:
             raise self._fail(400, f"type: one of {sorted(REFUND_TYPES)} required")
@@ -543,6 +567,68 @@ class PostFinanceFake(FakeServer):
         if _dec(tx["refundedAmount"]) != refunded:
             tx["refundedAmount"] = _num(refunded)
             tx["version"] += 1
+
+    # -- search ----------------------------------------------------------------------------------
+
+    def _search_transactions(self, request: Request) -> Response:
+        self._authenticate_space(request)
+        fields = {"id", "merchantReference", "state", "currency"}
+        found = self._search(request, list(self.transactions.values()), fields)
+        return self._search_response(request, [self._public_tx(tx) for tx in found])
+
+    def _search_refunds(self, request: Request) -> Response:
+        self._authenticate_space(request)
+        fields = {"id", "externalId", "merchantReference", "state", "transaction"}
+        found = self._search(request, list(self.refunds.values()), fields)
+        return self._search_response(request, [self._refund_json(r) for r in found])
+
+    def _search(
+        self, request: Request, entities: list[dict[str, Any]], fields: set[str]
+    ) -> list[dict[str, Any]]:
+        terms = self._parse_query(request.query.get("query", ""), fields)
+        order = request.query.get("order", "")
+        if order not in {"", "id:ASC", "id:DESC"}:
+            raise self._fail(400, f"order {order!r} is not supported by this fake")
+        matching = [
+            entity
+            for entity in entities
+            if all(str(entity.get(field)) == value for field, value in terms)
+        ]
+        return sorted(matching, key=lambda entity: entity["id"], reverse=order == "id:DESC")
+
+    def _parse_query(self, query: str, fields: set[str]) -> list[tuple[str, str]]:
+        terms: list[tuple[str, str]] = []
+        position = 0
+        while position < len(query):
+            match = _QUERY_TERM.match(query, position)
+            if match is None or match.end() == position:
+                raise self._fail(400, f"query {query!r} is not supported by this fake")
+            if match["field"] not in fields:
+                raise self._fail(400, f"query field {match['field']!r} is not searchable")
+            value = match["quoted"]
+            value = re.sub(r"\\(.)", r"\1", value) if value is not None else match["bare"]
+            terms.append((match["field"], value))
+            position = match.end()
+        return terms
+
+    def _search_response(self, request: Request, found: list[dict[str, Any]]) -> Response:
+        try:
+            limit = int(request.query.get("limit", "10"))
+            offset = int(request.query.get("offset", "0"))
+        except ValueError as exc:
+            raise self._fail(400, "limit and offset must be integers") from exc
+        if not 1 <= limit <= 100 or not 0 <= offset <= 10_000:
+            raise self._fail(400, "limit must be 1-100, offset 0-10000")
+        page = found[offset : offset + limit]
+        return Response.of_json(
+            200,
+            {
+                "data": page,
+                "offset": offset,
+                "limit": limit,
+                "hasMore": offset + limit < len(found),
+            },
+        )
 
     # -- completions, voids, invoices ------------------------------------------------------------
 
