@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -223,6 +223,24 @@ def ensure_demo_admin(engine: Engine, credentials_file: Path) -> tuple[str, str]
     credentials_file.write_text(f"{email}\n{password}\n")
     credentials_file.chmod(0o600)
     return email, password
+
+
+def ensure_demo_api_key(engine: Engine, key_file: Path) -> str:
+    """A host API key for demos (development only), kept in ``key_file`` between runs."""
+    from payments_core.services.apikeys import authenticate, create_api_key
+
+    if key_file.exists():
+        key = key_file.read_text().strip()
+        with transaction(engine) as session:
+            if authenticate(session=session, key=key) is not None:
+                return key
+    with transaction(engine) as session:
+        name = f"demo-{secrets.token_hex(3)}"
+        _, key = create_api_key(session=session, name=name, actor="system:dev")
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(f"{key}\n")
+    key_file.chmod(0o600)
+    return key
 
 
 # --- payments ----------------------------------------------------------------------------------
@@ -498,6 +516,98 @@ def webhooks_process(
     console.print(f"{len(result)} event(s) processed")
 
 
+# --- API keys and reconciliation ------------------------------------------------------------------
+
+apikey_app = typer.Typer(help="API keys of host applications.", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Option(help="Which host application uses it.")],
+    actor: Annotated[str, typer.Option(help="Who creates it (for the audit log).")] = "cli",
+) -> None:
+    """Create an API key and print it once: only its hash is stored."""
+    from payments_core.services.apikeys import ApiKeyError, create_api_key
+
+    _require_schema(_engine())
+    try:
+        with transaction() as session:
+            row, key = create_api_key(session=session, name=name, actor=f"cli:{actor}")
+    except ApiKeyError as exc:
+        fail(str(exc))
+    console.print(f"API key {row.name!r} (prefix {row.prefix}) created. It is shown only now:")
+    print(key)
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """Keys by name and prefix (never the keys themselves)."""
+    from payments_core.services.apikeys import list_api_keys
+
+    with Session(read_engine()) as session:
+        rows = list_api_keys(session=session)
+    table = Table("name", "prefix", "created", "last used", "revoked")
+    for row in rows:
+        table.add_row(
+            row.name,
+            row.prefix,
+            f"{row.created_at:%Y-%m-%d %H:%M}",
+            f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "-",
+            f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "-",
+        )
+    console.print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(
+    name: Annotated[str, typer.Option(help="The key's name.")],
+    actor: Annotated[str, typer.Option(help="Who revokes it (for the audit log).")] = "cli",
+) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+    from payments_core.services.apikeys import ApiKeyError, revoke_api_key
+
+    try:
+        with transaction() as session:
+            revoke_api_key(session=session, name=name, actor=f"cli:{actor}")
+    except ApiKeyError as exc:
+        fail(str(exc))
+    console.print(f"API key {name!r} revoked")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``2h``, ``1d`` (or plain seconds) as a timedelta."""
+    text = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    if not number.isdigit():
+        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 15m, 2h or 1d")
+    return timedelta(seconds=int(number) * units[unit])
+
+
+@app.command()
+def reconcile(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Open for longer than this (15m, 2h, 1d); default: each provider's expected time.",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many payments.")] = 500,
+) -> None:
+    """Read open payments back from their providers, advance them, and report disagreements."""
+    from payments_core.providers.registry import Adapters
+    from payments_core.services.reconcile import reconcile as run_reconcile
+
+    age = parse_duration(older_than) if older_than else None
+    _require_schema(_engine())
+    report = run_reconcile(
+        transaction=transaction, adapters=Adapters(), older_than=age, limit=limit
+    )
+    console.print(report.render(), highlight=False)
+
+
 @dataclass(frozen=True)
 class Service:
     name: str
@@ -537,11 +647,15 @@ def dev(
     console.print(
         f"demo admin: [bold]{email}[/] / [bold]{password}[/] (development only)", highlight=False
     )
+    key = ensure_demo_api_key(engine, settings.var_dir / "demo-api-key.txt")
+    console.print(f"demo API key: {key} (development only)", highlight=False)
     if no_services:
         return
+    # The demo provider must work out of the box; its services inherit this environment.
     if not settings.dummy_webhook_secret.get_secret_value():
-        # The demo provider must work out of the box; its services inherit this environment.
         os.environ["DUMMY_WEBHOOK_SECRET"] = f"dev-{secrets.token_hex(16)}"
+    if "PUBLIC_BASE_URL" not in os.environ:
+        os.environ["PUBLIC_BASE_URL"] = f"http://{settings.webhook_host}:{settings.webhook_port}"
     run_services(dev_services())
 
 

@@ -169,3 +169,36 @@ def test_commands_refuse_an_unmigrated_database(tmp_path: Path) -> None:
 def test_help(args: list[str], tmp_path: Path) -> None:
     result = paydesk("sqlite://", tmp_path, *args)
     assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_apikey_create_prints_the_key_once_and_stores_its_hash(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    from payments_core.models import ApiKey
+    from payments_core.services.apikeys import hash_key
+
+    result = paydesk(db_url, tmp_path, "apikey", "create", "--name", "shop")
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip().splitlines()[-1]
+    assert key.startswith("pdk_")
+    with Session(engine) as session:
+        row = session.exec(select(ApiKey)).one()
+    assert row.name == "shop" and row.key_hash == hash_key(key)
+    again = paydesk(db_url, tmp_path, "apikey", "create", "--name", "shop")
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
+    listed = paydesk(db_url, tmp_path, "apikey", "list")
+    assert row.prefix in listed.stdout and key not in listed.stdout
+    revoked = paydesk(db_url, tmp_path, "apikey", "revoke", "--name", "shop")
+    assert revoked.returncode == 0, revoked.stderr
+
+
+def test_reconcile_reports_and_refuses_a_bad_duration(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    bad = paydesk(db_url, tmp_path, "reconcile", "--older-than", "soon")
+    assert bad.returncode == 2
+    assert "not a duration" in bad.stderr
+    ok = paydesk(db_url, tmp_path, "reconcile", "--older-than", "15m")
+    assert ok.returncode == 0, ok.stderr
+    assert "reconciled 0 payment(s)" in ok.stdout

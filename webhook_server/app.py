@@ -1,7 +1,9 @@
-"""The ASGI application: provider webhooks, health and metrics (the host API joins later).
+"""The ASGI application: provider webhooks, the host-application API (/api/v1, documented at
+/docs), the dummy provider's /simulate pages, health and metrics.
 
-Handlers are thin: they read the raw body and hand it to ``webhook_server.intake``, which does the
-verification and the durable insert in a worker thread (SQLAlchemy sessions are synchronous).
+Handlers are thin: webhook routes read the raw body and hand it to ``webhook_server.intake``
+(verification, then the durable group-committed insert); API routes validate and call
+``payments_core.services``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,6 +24,7 @@ from starlette.requests import ClientDisconnect
 from payments_core.config import get_settings
 from payments_core.db import get_engine, read_engine
 from payments_core.providers.base import RejectionReason, WebhookRejected
+from webhook_server import api, simulate
 from webhook_server.intake import BodyTooLarge, Delivery, Intake, read_body
 from webhook_server.metrics import IntakeMetrics
 from webhook_server.worker import WorkerThread
@@ -57,9 +61,20 @@ def _freeze_startup_objects() -> None:
 
 
 IN_PROCESS_WORKER_ENV = "PAYDESK_IN_PROCESS_WORKER"
-app = FastAPI(title="Paydesk", version="0.1.0", lifespan=lifespan)
+app = FastAPI(
+    title="Paydesk",
+    version="0.1.0",
+    lifespan=lifespan,
+    summary="Host-application API: create payments and checkouts, read their status, send proofs "
+    "of manual payments. Authenticate with `Authorization: Bearer <api key>` "
+    "(`paydesk apikey create --name NAME`).",
+)
 metrics = IntakeMetrics()
 intake = Intake(metrics)
+app.include_router(api.router)
+app.include_router(simulate.router)
+app.add_exception_handler(RequestValidationError, api.validation_error)
+simulate.use_intake(intake)
 
 
 @app.get("/healthz")

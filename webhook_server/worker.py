@@ -12,25 +12,38 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from payments_core.config import get_settings
-from payments_core.db import get_engine
-from payments_core.providers.registry import WebhookFacts
+from payments_core.db import get_engine, transaction
+from payments_core.providers.registry import Adapters, WebhookFacts
 from payments_core.services.processing import process_due
+from payments_core.services.reconcile import reconcile
 
 log = logging.getLogger("paydesk.worker")
 
 
-def run_worker(stop: threading.Event, *, name: str = "worker") -> None:
-    """Process due events in rounds; sleep when idle; back off while the database is down."""
+def run_worker(stop: threading.Event, *, name: str = "worker", reconciles: bool = True) -> None:
+    """Process due events in rounds; sleep when idle; back off while the database is down.
+    Every RECONCILE_INTERVAL_SECONDS (when ``reconciles``), read open payments back from their
+    providers (``paydesk reconcile``)."""
     settings = get_settings()
     reader = WebhookFacts(settings)
+    adapters = Adapters(settings)
     outage = 0
+    next_reconcile = time.monotonic() + settings.reconcile_interval_seconds
     log.info("%s started", name)
     while not stop.is_set():
         try:
+            if (
+                reconciles
+                and settings.reconcile_interval_seconds > 0
+                and time.monotonic() >= next_reconcile
+            ):
+                next_reconcile = time.monotonic() + settings.reconcile_interval_seconds
+                _reconcile(name, adapters, settings.reconcile_after_seconds)
             result = process_due(engine=get_engine(), read_facts=reader, settings=settings)
         except SQLAlchemyError as exc:
             outage += 1
@@ -46,6 +59,16 @@ def run_worker(stop: threading.Event, *, name: str = "worker") -> None:
         if len(result) == 0:
             stop.wait(settings.worker_poll_seconds)
     log.info("%s stopped", name)
+
+
+def _reconcile(name: str, adapters: Adapters, after_seconds: int) -> None:
+    report = reconcile(
+        transaction=transaction,
+        adapters=adapters,
+        older_than=timedelta(seconds=after_seconds) if after_seconds else None,
+    )
+    if report.lines:
+        log.info("%s: %s", name, report.render())
 
 
 class WorkerThread:
@@ -77,8 +100,11 @@ def main(workers: int = 1) -> None:
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
+    # One loop reconciles; the others only process the inbox.
     threads = [
-        threading.Thread(target=run_worker, args=(stop,), kwargs={"name": f"worker-{n}"})
+        threading.Thread(
+            target=run_worker, args=(stop,), kwargs={"name": f"worker-{n}", "reconciles": n == 1}
+        )
         for n in range(1, workers + 1)
     ]
     for thread in threads:

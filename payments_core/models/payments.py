@@ -22,6 +22,14 @@ from payments_core.models._types import BigIntPK, UTCDateTime, utcnow
 from payments_core.status import PaymentStatus
 
 PAYMENT_STATUS_VALUES = ", ".join(f"'{s.value}'" for s in PaymentStatus)
+# Payments still waiting for an outcome (reconciliation reads them back from the provider).
+OPEN_STATUSES = (
+    PaymentStatus.CREATED,
+    PaymentStatus.PENDING,
+    PaymentStatus.PROCESSING,
+    PaymentStatus.AUTHORIZED,
+)
+OPEN_STATUS_VALUES = ", ".join(f"'{s.value}'" for s in OPEN_STATUSES)
 
 
 class PaymentBase(SQLModel):
@@ -66,6 +74,13 @@ class Payment(PaymentBase, table=True):
         # A unique index, not a constraint: SQLite can add it without rebuilding the table.
         Index("uq_payment_callback_token_hash", "callback_token_hash", unique=True),
         Index(
+            "ix_payment_open_status_changed",
+            "status",
+            "status_changed_at",
+            sqlite_where=text(f"status IN ({OPEN_STATUS_VALUES})"),
+            postgresql_where=text(f"status IN ({OPEN_STATUS_VALUES})"),
+        ),
+        Index(
             "ix_payment_flagged",
             "created_at",
             sqlite_where=text("review_reason IS NOT NULL"),
@@ -94,6 +109,20 @@ class Payment(PaymentBase, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     status_changed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     paid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Checkout (host API): what the customer is sent to, and what was asked of the provider.
+    checkout_url: str | None = Field(default=None, max_length=2000)
+    success_url: str | None = Field(default=None, max_length=2000)
+    cancel_url: str | None = Field(default=None, max_length=2000)
+    line_items: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    # Manual payments: the instructions shown to the customer (reference to quote, account, ...).
+    instructions: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    # Sent with the provider call that starts the checkout; stored before that call is made.
+    checkout_idempotency_key: str | None = Field(default=None, max_length=255)
+    # The last outbound error when starting the checkout failed (the host may retry).
+    checkout_error: str | None = Field(default=None, max_length=500)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reconciled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    api_key_id: int | None = None
 
     @property
     def status_enum(self) -> PaymentStatus:

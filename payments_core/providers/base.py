@@ -355,6 +355,9 @@ class CheckoutRequest:
     success_url: str | None = None
     cancel_url: str | None = None
     callback_url: str | None = None
+    # The payment method asked for, where the provider offers several (manual: bank transfer,
+    # cash on delivery, mobile money).
+    method: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,16 +21,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import replace
+import secrets
+from dataclasses import dataclass, replace
 from typing import Final, Literal, assert_never, cast, get_args
 
+from payments_core.config import Settings
 from payments_core.money import UnknownCurrencyError, normalize_currency
 from payments_core.providers.base import (
     IGNORED_EVENT,
+    CheckoutRequest,
+    CheckoutResult,
     EventFacts,
     MalformedEvent,
     PaymentFacts,
     ProviderName,
+    RefundRequest,
+    RefundResult,
     UnknownProviderState,
     Verification,
     VerifiedWebhook,
@@ -42,7 +48,7 @@ from payments_core.providers.base import (
 from payments_core.providers.base import (
     malformed_delivery as _malformed,
 )
-from payments_core.status import MappedStatus, PaymentStatus
+from payments_core.status import MappedStatus, PaymentStatus, RefundStatus
 
 # --- Payment events ------------------------------------------------------------------------------
 
@@ -176,3 +182,53 @@ def event_facts(raw: bytes) -> EventFacts:
         livemode=livemode,
     )
     return EventFacts(payment=payment, summary=f"{event_type} ({payment_id})")
+
+
+# --- Outbound: the simulated checkout -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DummyAdapter:
+    """Checkout on the webhook server's own /simulate/{payment_id} page, whose Pay / Fail buttons
+    post signed dummy webhooks; refunds succeed at once. No account anywhere is needed."""
+
+    public_base_url: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DummyAdapter:
+        return cls(settings.public_base_url)
+
+    def create_checkout(self, request: CheckoutRequest) -> CheckoutResult:
+        return CheckoutResult(
+            provider_reference=request.payment_id,
+            status=map_event_type("payment.pending"),
+            checkout_url=f"{self.public_base_url}/simulate/{request.payment_id}",
+        )
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        return RefundResult(f"dummy_re_{request.refund_id}", RefundStatus.SUCCEEDED)
+
+
+SimulatedOutcome = Literal["succeeded", "failed", "canceled"]
+
+
+def simulated_event(
+    payment_id: str,
+    amount_minor: int,
+    currency: str,
+    outcome: SimulatedOutcome,
+    *,
+    livemode: bool = False,
+) -> bytes:
+    """The body of a dummy webhook telling ``outcome`` for a payment (the /simulate page)."""
+    body: dict[str, object] = {
+        "id": f"dmy_evt_{secrets.token_hex(8)}",
+        "type": f"payment.{outcome}",
+        "payment_id": payment_id,
+        "amount": amount_minor,
+        "currency": currency,
+        "livemode": livemode,
+    }
+    if outcome == "failed":
+        body["failure_reason"] = "declined on the simulate page"
+    return json.dumps(body).encode()

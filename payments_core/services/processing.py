@@ -343,6 +343,39 @@ def _apply(
     except Unmatched as exc:
         return InboxStatus.UNMATCHED, str(exc)
     event.payment_id = payment.id
+    mismatch = apply_facts(
+        session, payment, facts, provider=event.provider, actor=actor, source=source, now=now
+    )
+    add_timeline_event(
+        session=session,
+        payment=payment,
+        kind="webhook",
+        actor=actor,
+        summary=f"Webhook {event.event_type} ({event.event_id}) applied"
+        + (f": {facts.summary}" if facts.summary else ""),
+        data={"webhook_event_id": event.id, "verification": event.verification},
+        at=now,
+    )
+    payment.updated_at = now
+    session.add(payment)
+    return (InboxStatus.PROCESSED, mismatch or "")  # the flag is on the payment, and here
+
+
+def apply_facts(
+    session: Session,
+    payment: Payment,
+    facts: EventFacts,
+    *,
+    provider: str,
+    actor: str,
+    source: str,
+    now: datetime,
+) -> str | None:
+    """Apply what the provider says to a locked payment, by the same rules whatever brought the
+    facts (a webhook, reconciliation): a mismatch flags the payment and, when blocking, changes
+    nothing else; status moves only forward; refunds and disputes are upserted and the amounts
+    recomputed. Returns the mismatch, if any."""
+    assert facts.payment is not None
     _fill_missing(payment, facts.payment)
     mismatch, blocking = _mismatch(payment, facts)
     if mismatch:
@@ -360,23 +393,11 @@ def _apply(
         _raise_captured(payment, facts.payment)
     if not blocking:
         for refund in facts.refunds:
-            _apply_refund(session, payment, refund, event.provider, actor, source, now)
+            _apply_refund(session, payment, refund, provider, actor, source, now)
         for dispute in facts.disputes:
             _apply_dispute(session, payment, dispute, actor, source, now)
         _recompute_amounts(session, payment)
-    add_timeline_event(
-        session=session,
-        payment=payment,
-        kind="webhook",
-        actor=actor,
-        summary=f"Webhook {event.event_type} ({event.event_id}) applied"
-        + (f": {facts.summary}" if facts.summary else ""),
-        data={"webhook_event_id": event.id, "verification": event.verification},
-        at=now,
-    )
-    payment.updated_at = now
-    session.add(payment)
-    return (InboxStatus.PROCESSED, mismatch or "")  # the flag is on the payment, and here
+    return mismatch
 
 
 def _lock(session: Session, payment_id: str) -> Payment | None:

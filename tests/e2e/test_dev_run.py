@@ -55,6 +55,33 @@ def _a_signed_webhook_is_applied_by_the_running_worker(engine: Engine, port: int
     assert status == "succeeded", "the in-process worker did not apply the webhook"
 
 
+def _a_dummy_payment_is_paid_through_the_api_and_simulate_page(port: int, key: str) -> None:
+    """The whole flow without a provider account: the host API creates the payment, the
+    customer pays on /simulate, the signed dummy webhook goes through intake and the worker."""
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "e2e-order-1"}
+    created = httpx.post(
+        f"{base}/api/v1/payments",
+        json={"provider": "dummy", "amount": 2500, "currency": "CHF", "description": "E2E"},
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    payment = created.json()
+    assert payment["checkout_url"] == f"{base}/simulate/{payment['id']}"
+    page = httpx.get(payment["checkout_url"])
+    assert page.status_code == 200 and "25.00 CHF" in page.text and "Pay" in page.text
+    paid = httpx.post(f"{base}/simulate/{payment['id']}/succeeded", follow_redirects=True)
+    assert paid.status_code == 200, paid.text
+    deadline = time.monotonic() + 30
+    status = payment["status"]
+    while status != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        read = httpx.get(f"{base}/api/v1/payments/{payment['id']}", headers=headers)
+        status = read.json()["status"]
+    assert status == "succeeded", "the simulated payment did not succeed through the webhook"
+    assert read.json()["captured"] == 2500
+
+
 def test_dev_prepares_database_serves_and_stops_on_ctrl_c(
     db_url: str, engine: Engine, tmp_path: Path
 ) -> None:
@@ -85,6 +112,8 @@ def test_dev_prepares_database_serves_and_stops_on_ctrl_c(
                 time.sleep(0.3)
         assert healthy, "the webhook server did not come up"
         _a_signed_webhook_is_applied_by_the_running_worker(engine, port)
+        key = (tmp_path / "var" / "demo-api-key.txt").read_text().strip()
+        _a_dummy_payment_is_paid_through_the_api_and_simulate_page(port, key)
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     finally:
@@ -97,8 +126,9 @@ def test_dev_prepares_database_serves_and_stops_on_ctrl_c(
     assert "stopped" in output
     email, password = (tmp_path / "var" / "demo-admin.txt").read_text().split("\n")[:2]
     assert f"demo admin: {email} / {password}" in output
+    assert f"demo API key: {key}" in output
     with Session(engine) as session:
-        assert session.exec(select(func.count()).select_from(Payment)).one() == 201
+        assert session.exec(select(func.count()).select_from(Payment)).one() == 202
         admin = session.exec(select(AppUser)).one()
         assert admin.role == "admin" and password_matches(admin, password)
     # Nothing is left listening.
