@@ -16,11 +16,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -48,6 +48,7 @@ from payments_core.money import format_amount
 from payments_core.services import processing
 from payments_core.services.audit import verify_chain
 from payments_core.services.payments import get_payment_by_reference
+from payments_core.services.permissions import Actor
 from payments_core.services.seed import seed_demo_data
 from payments_core.services.users import UserError, create_user, get_user_by_email
 
@@ -419,23 +420,28 @@ def webhooks_replay(
         list[int] | None, typer.Option("--id", help="Inbox event id (repeatable).")
     ] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Every failed or dead event.")] = False,
-    actor: Annotated[str | None, typer.Option(help="Who asks (for the audit log).")] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="The user asking (email): checked as finance or above.")
+    ] = None,
 ) -> None:
     """Make events due again; a running worker (or `paydesk serve`) processes them."""
     if bool(event_id) == failed:
         fail("give --id ID (one or more) or --failed")
     engine = _engine()
     _require_schema(engine)
-    try:
+    who = _actor(actor) if actor else None
+
+    def run() -> list[int]:
         with transaction(engine) as session:
-            replayed = processing.replay(
-                session=session,
-                actor=actor or cli_actor(),
-                event_ids=event_id or None,
-                failed=failed,
+            if who is not None:  # a person: finance and up may replay
+                return processing.replay_as(
+                    session=session, actor=who, event_ids=event_id or None, failed=failed
+                )
+            return processing.replay(
+                session=session, actor=cli_actor(), event_ids=event_id or None, failed=failed
             )
-    except LookupError as exc:
-        fail(str(exc))
+
+    replayed = _guarded_call(run)
     if not replayed:
         console.print("nothing to replay")
         return
@@ -606,6 +612,291 @@ def reconcile(
         transaction=transaction, adapters=Adapters(), older_than=age, limit=limit
     )
     console.print(report.render(), highlight=False)
+
+
+@user_app.command("disable")
+def user_disable(email: str, actor: ActorOption) -> None:
+    """Disable a user (an admin acting): their sessions end at once."""
+    from payments_core.services.users import disable_user
+
+    who = _actor(actor)
+
+    def run() -> Any:
+        with transaction() as session:
+            return disable_user(session=session, actor=who, email=email)
+
+    user = _guarded_call(run)
+    console.print(f"disabled {user.email}", highlight=False)
+
+
+@user_app.command("enable")
+def user_enable(email: str, actor: ActorOption) -> None:
+    """Enable a disabled or locked-out user again (an admin acting)."""
+    from payments_core.services.users import enable_user
+
+    who = _actor(actor)
+
+    def run() -> Any:
+        with transaction() as session:
+            return enable_user(session=session, actor=who, email=email)
+
+    user = _guarded_call(run)
+    console.print(f"enabled {user.email}", highlight=False)
+
+
+@user_app.command("set-role")
+def user_set_role(email: str, role: str, actor: ActorOption) -> None:
+    """Change a user's role: analyst, finance, manager or admin (an admin acting)."""
+    from payments_core.services.users import set_role
+
+    who = _actor(actor)
+
+    def run() -> Any:
+        with transaction() as session:
+            return set_role(session=session, actor=who, email=email, role=role)
+
+    user = _guarded_call(run)
+    console.print(f"{user.email} is now {user.role}", highlight=False)
+
+
+# --- operations: the same services the dashboard calls, with the same permission checks ----------
+
+refunds_app = typer.Typer(help="Refund approvals.", no_args_is_help=True)
+proofs_app = typer.Typer(help="Manual payment proofs.", no_args_is_help=True)
+statements_app = typer.Typer(help="Bank statements.", no_args_is_help=True)
+app.add_typer(refunds_app, name="refunds")
+app.add_typer(proofs_app, name="proofs")
+app.add_typer(statements_app, name="statements")
+
+ActorOption = Annotated[str, typer.Option("--actor", help="The user acting (email).")]
+_T = TypeVar("_T")
+
+
+def _actor(email: str) -> Actor:
+    from payments_core.services.permissions import UnknownActor, actor_for
+
+    _require_schema(_engine())
+    try:
+        with Session(read_engine()) as session:
+            return actor_for(session=session, email=email)
+    except UnknownActor as exc:
+        fail(str(exc))
+
+
+def _refused(exc: Exception) -> NoReturn:
+    fail(str(exc))
+
+
+def _guarded_call(call: Callable[[], _T]) -> _T:
+    """Run a service call; a permission refusal or a business refusal becomes a one-line error."""
+    from payments_core.providers.base import ProviderError
+    from payments_core.services.permissions import PermissionDenied
+
+    refusals = (PermissionDenied, ProviderError, ValueError, LookupError)
+    try:
+        return call()
+    except refusals as exc:
+        _refused(exc)
+
+
+def _refund_line(refund: Refund) -> str:
+    amount = format_amount(refund.amount_minor, refund.currency)
+    extra = f" ({refund.failure_reason})" if refund.failure_reason else ""
+    return f"refund {refund.id} of {amount} on {refund.payment_id}: {refund.status}{extra}"
+
+
+@app.command("refund")
+def refund_command(
+    reference: Annotated[str, typer.Argument(help="Payment id, provider or host reference.")],
+    amount: Annotated[str, typer.Option(help="In major units of the payment's currency: 5.00")],
+    reason: Annotated[str, typer.Option(help="Why (shown to approvers and in the audit log).")],
+    actor: ActorOption,
+    note: Annotated[str | None, typer.Option(help="A longer note.")] = None,
+    offline_reference: Annotated[
+        str | None, typer.Option(help="Manual payments: the reference of the offline refund.")
+    ] = None,
+) -> None:
+    """Request a refund; below the approval threshold it goes to the provider at once."""
+    from payments_core.money import MoneyError, parse_amount
+    from payments_core.providers.registry import Adapters
+    from payments_core.services.refunds import request_and_execute
+
+    who = _actor(actor)
+    with Session(read_engine()) as session:
+        try:
+            payment = get_payment_by_reference(session=session, reference=reference)
+        except LookupError as exc:
+            fail(str(exc))
+    try:
+        minor = parse_amount(amount, payment.currency)
+    except MoneyError as exc:
+        fail(f"--amount: {exc}")
+    refund = _guarded_call(
+        lambda: request_and_execute(
+            transaction=transaction,
+            adapters=Adapters(),
+            actor=who,
+            payment_id=payment.id,
+            amount_minor=minor,
+            currency=payment.currency,
+            reason=reason,
+            note=note,
+            offline_reference=offline_reference,
+        )
+    )
+    console.print(_refund_line(refund), highlight=False)
+
+
+@refunds_app.command("approve")
+def refunds_approve(refund_id: str, actor: ActorOption) -> None:
+    """Approve a refund waiting for a manager (never your own request); it then executes."""
+    from payments_core.providers.registry import Adapters
+    from payments_core.services.refunds import approve_and_execute
+
+    who = _actor(actor)
+    refund = _guarded_call(
+        lambda: approve_and_execute(
+            transaction=transaction, adapters=Adapters(), actor=who, refund_id=refund_id
+        )
+    )
+    console.print(_refund_line(refund), highlight=False)
+
+
+@refunds_app.command("reject")
+def refunds_reject(
+    refund_id: str,
+    actor: ActorOption,
+    reason: Annotated[str, typer.Option(help="Why (required).")] = "",
+) -> None:
+    """Reject a refund waiting for a manager; the reason is required."""
+    from payments_core.services.refunds import reject_refund
+
+    who = _actor(actor)
+
+    def reject() -> Refund:
+        with transaction() as session:
+            return reject_refund(session=session, actor=who, refund_id=refund_id, reason=reason)
+
+    console.print(_refund_line(_guarded_call(reject)), highlight=False)
+
+
+@refunds_app.command("pending")
+def refunds_pending() -> None:
+    """Refunds waiting for a manager's approval, oldest first."""
+    from payments_core.services.refunds import refunds_awaiting_approval
+
+    with Session(read_engine()) as session:
+        refunds = refunds_awaiting_approval(session=session)
+    for refund in refunds:
+        console.print(
+            f"{_refund_line(refund)} requested by {refund.requested_by}: {refund.reason}",
+            highlight=False,
+        )
+    console.print(f"{len(refunds)} refund(s) awaiting approval")
+
+
+@proofs_app.command("approve")
+def proofs_approve(proof_id: str, actor: ActorOption) -> None:
+    """Approve a proof (never one you recorded): the payment succeeds."""
+    from payments_core.services.proofs import approve_proof
+
+    who = _actor(actor)
+
+    def approve() -> ManualProof:
+        with transaction() as session:
+            return approve_proof(session=session, actor=who, proof_id=proof_id)
+
+    proof = _guarded_call(approve)
+    console.print(f"proof {proof.id} approved: payment {proof.payment_id}", highlight=False)
+
+
+@proofs_app.command("reject")
+def proofs_reject(
+    proof_id: str,
+    actor: ActorOption,
+    reason: Annotated[str, typer.Option(help="Why (required).")] = "",
+) -> None:
+    """Reject a proof; the reason is required and the payment stays pending."""
+    from payments_core.services.proofs import reject_proof
+
+    who = _actor(actor)
+
+    def reject() -> ManualProof:
+        with transaction() as session:
+            return reject_proof(session=session, actor=who, proof_id=proof_id, reason=reason)
+
+    proof = _guarded_call(reject)
+    console.print(f"proof {proof.id} rejected: {proof.review_reason}", highlight=False)
+
+
+@statements_app.command("import")
+def statements_import(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    actor: ActorOption,
+) -> None:
+    """Import a bank statement (CSV or CAMT.053): exact matches become proofs awaiting review."""
+    from payments_core.services.statements import import_statement
+
+    who = _actor(actor)
+    content = path.read_bytes()
+
+    def run() -> Any:
+        with transaction() as session:
+            return import_statement(
+                session=session,
+                settings=get_settings(),
+                actor=who,
+                content=content,
+                filename=path.name,
+            )
+
+    result = _guarded_call(run)
+    console.print(
+        f"{result.format}: {result.credits} credit(s), {result.imported} new, "
+        f"{result.already_imported} already imported, {len(result.matched)} matched, "
+        f"{len(result.unmatched)} unmatched, {len(result.errors)} error(s)",
+        highlight=False,
+    )
+    for line in result.matched:
+        console.print(
+            f"  line {line.line}: {format_amount(line.amount_minor, line.currency)} -> "
+            f"{line.payment_id} (proof {line.proof_id})",
+            highlight=False,
+        )
+    for line in result.unmatched:
+        near = ", ".join(f"{c.payment_id} ({c.reason})" for c in line.candidates) or "none"
+        console.print(
+            f"  line {line.line}: {format_amount(line.amount_minor, line.currency)} "
+            f"{line.reference or ''} unmatched; nearest: {near}",
+            highlight=False,
+        )
+    for error in result.errors:
+        err_console.print(f"  line {error.line}: {error.message}", highlight=False)
+
+
+@app.command()
+def attention(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+    actor: Annotated[
+        str | None, typer.Option("--actor", help="Read as this user (default: an analyst view).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many items.")] = 200,
+) -> None:
+    """What needs a person, oldest first: approvals, reviews, disputes due, stuck payments, ..."""
+    from payments_core.services.attention import attention_queue
+
+    who = _actor(actor) if actor else Actor(name="cli", role=Role.ANALYST)
+    _require_schema(_engine())
+    with Session(read_engine()) as session:
+        items = _guarded_call(lambda: attention_queue(session=session, actor=who, limit=limit))
+    if as_json:
+        print(json.dumps([item.to_json() for item in items], indent=2))
+        return
+    for item in items:
+        console.print(
+            f"{item.since:%Y-%m-%d %H:%M}  {item.kind.value:<22} {item.title}", highlight=False
+        )
+    console.print(f"{len(items)} item(s) need attention")
 
 
 @dataclass(frozen=True)

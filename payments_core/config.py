@@ -110,6 +110,24 @@ class Settings(BaseSettings):
     # Proof uploads (host API and dashboard): largest file accepted.
     proof_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
+    # People: sessions expire after this many hours; this many failed sign-ins in a row lock the
+    # account for lockout_minutes.
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    login_lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+
+    # Refunds at or above these amounts (minor units per currency, "CHF:50000,EUR:50000") wait
+    # for a manager; currencies not listed use refund_approval_default_minor (0 = always approve).
+    refund_approval_thresholds: str = (
+        "CHF:50000,EUR:50000,USD:50000,GBP:50000,JPY:5000000,KWD:20000,"
+        "NGN:50000000,GHS:500000,KES:5000000,ZAR:1000000"
+    )
+    refund_approval_default_minor: int = Field(default=50000, ge=0)
+    # Days after capture within which a refund may be requested, and per-provider overrides
+    # ("paystack:90,mpesa:30").
+    refund_window_days: int = Field(default=120, ge=1, le=3650)
+    refund_window_days_by_provider: str = ""
+
     @field_validator("var_dir")
     @classmethod
     def _absolute_var_dir(cls, value: Path) -> Path:
@@ -124,6 +142,12 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_url(cls, value: str) -> str:
         return value.strip()
+
+    @model_validator(mode="after")
+    def _tables_parse(self) -> Settings:
+        _code_table(self.refund_approval_thresholds, "REFUND_APPROVAL_THRESHOLDS")
+        _code_table(self.refund_window_days_by_provider, "REFUND_WINDOW_DAYS_BY_PROVIDER")
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Settings:
@@ -160,9 +184,33 @@ class Settings(BaseSettings):
     def ip_list(value: str) -> frozenset[str]:
         return frozenset(ip.strip() for ip in value.split(",") if ip.strip())
 
+    def refund_approval_threshold(self, currency: str) -> int:
+        """Minor units from which a refund in ``currency`` needs a manager's approval."""
+        table = _code_table(self.refund_approval_thresholds, "REFUND_APPROVAL_THRESHOLDS")
+        return table.get(currency.upper(), self.refund_approval_default_minor)
+
+    def refund_window(self, provider: str) -> int:
+        """Days after capture within which a refund of a ``provider`` payment may be asked."""
+        table = _code_table(self.refund_window_days_by_provider, "REFUND_WINDOW_DAYS_BY_PROVIDER")
+        return table.get(provider.upper(), self.refund_window_days)
+
     @property
     def is_development(self) -> bool:
         return self.paydesk_env is Environment.DEVELOPMENT
+
+
+def _code_table(text: str, name: str) -> dict[str, int]:
+    """``"CHF:50000, EUR:20000"`` -> {"CHF": 50000, "EUR": 20000}; a malformed entry is an error
+    that names the setting."""
+    table: dict[str, int] = {}
+    for entry in text.split(","):
+        if not entry.strip():
+            continue
+        code, sep, number = entry.partition(":")
+        if not sep or not number.strip().isdigit():
+            raise ValueError(f"{name}: {entry.strip()!r} is not CODE:NUMBER")
+        table[code.strip().upper()] = int(number)
+    return table
 
 
 @lru_cache(maxsize=1)

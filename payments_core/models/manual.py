@@ -7,8 +7,9 @@ refuses a review by the person who recorded the proof.
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Index
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from payments_core.models._types import UTCDateTime, utcnow
@@ -50,4 +51,34 @@ class ManualProof(SQLModel, table=True):
     reviewed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     review_reason: str | None = Field(default=None, max_length=500)
     duplicate_of_payment_id: str | None = Field(default=None, max_length=40)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class StatementLine(SQLModel, table=True):
+    """One incoming credit from an imported bank statement (CSV or CAMT.053), and what it was
+    matched to. ``line_hash`` identifies the credit, so importing a statement twice adds nothing."""
+
+    __tablename__ = "statement_line"
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        UniqueConstraint("line_hash", name="uq_statement_line_hash"),
+        Index("ix_statement_line_import", "import_id"),
+        Index("ix_statement_line_status", "status", "booked_on"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    import_id: str = Field(max_length=40)
+    line_hash: str = Field(max_length=64)
+    booked_on: date | None = None
+    amount_minor: int = Field(sa_type=BigInteger)
+    currency: str = Field(max_length=3)
+    reference: str | None = Field(default=None, max_length=500)
+    counterparty: str | None = Field(default=None, max_length=200)
+    # matched (a proof awaits review) | unmatched
+    status: str = Field(max_length=20)
+    payment_id: str | None = Field(default=None, max_length=40)
+    proof_id: str | None = Field(default=None, max_length=40)
+    # Unmatched: the nearest open manual payments, with why each is near.
+    candidates: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    imported_by: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

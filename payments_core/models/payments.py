@@ -81,6 +81,13 @@ class Payment(PaymentBase, table=True):
             postgresql_where=text(f"status IN ({OPEN_STATUS_VALUES})"),
         ),
         Index(
+            "ix_payment_risky",
+            "risk_score",
+            "created_at",
+            sqlite_where=text("risk_score > 0"),
+            postgresql_where=text("risk_score > 0"),
+        ),
+        Index(
             "ix_payment_flagged",
             "created_at",
             sqlite_where=text("review_reason IS NOT NULL"),
@@ -103,6 +110,8 @@ class Payment(PaymentBase, table=True):
     # Non-empty when a person must look at it (amount/currency mismatch, late capture, ...).
     review_reason: str | None = Field(default=None, max_length=500)
     risk_score: int = 0
+    # Why the score is what it is: one short sentence per rule that fired.
+    risk_reasons: list[str] = Field(default_factory=list, sa_type=JSON)
     # SHA-256 of the secret token in this payment's callback URL (M-Pesa callbacks are unsigned).
     callback_token_hash: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

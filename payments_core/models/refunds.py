@@ -52,3 +52,7 @@ class Refund(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     succeeded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Execution through the provider: claimed by one executor at a time (set in the transaction
+    # that locks the row, before the call), and how many calls were made (all with one key).
+    execution_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0

@@ -415,6 +415,10 @@ class DisputeAdapter(Protocol):
         self, provider_dispute_id: str, evidence: Mapping[str, str], *, submit: bool
     ) -> DisputeFacts: ...
 
+    def upload_dispute_file(self, name: str, content: bytes, content_type: str) -> str:
+        """Upload one evidence file; the provider's id for it, to name in ``evidence``."""
+        ...
+
     def accept_dispute(self, provider_dispute_id: str) -> DisputeFacts: ...
 
 

@@ -71,7 +71,7 @@ from payments_core.status import DisputeStatus, MappedStatus, PaymentStatus, Ref
 
 if TYPE_CHECKING:
     import stripe
-    from stripe.params import DisputeUpdateParams, RefundCreateParams
+    from stripe.params import DisputeUpdateParams, FileCreateParams, RefundCreateParams
     from stripe.params.checkout import SessionCreateParams
 
 # --- PaymentIntent (section 1.6) ----------------------------------------------------------------
@@ -814,6 +814,9 @@ _METADATA_VALUE_LIMIT: Final = 500  # Stripe's longest metadata value
 _LIVE_KEY_PREFIXES: Final = ("sk_live_", "rk_live_")
 _TEST_KEY_PREFIXES: Final = ("sk_test_", "rk_test_")
 _REFUND_PAGE_SIZE: Final = 100
+# What Stripe takes as dispute evidence files (by content; the SDK sends every file as
+# application/octet-stream and Stripe detects the type itself).
+_EVIDENCE_FILE_TYPES: Final = frozenset({"application/pdf", "image/jpeg", "image/png"})
 
 _R = TypeVar("_R")
 
@@ -924,9 +927,12 @@ class StripeAdapter:
                 "STRIPE_API_KEY is a test key but STRIPE_TEST_MODE is false",
                 provider=ProviderName.STRIPE,
             )
+        api_base = settings.stripe_api_base.rstrip("/")
         client = stripe.StripeClient(
             api_key,
-            base_addresses={"api": settings.stripe_api_base.rstrip("/")},
+            # One base for both: uploads (POST /v1/files) go to the "files" address, which is
+            # files.stripe.com by default and the same fake as the API in tests.
+            base_addresses={"api": api_base, "files": api_base},
             max_network_retries=settings.provider_max_retries,
             http_client=stripe.RequestsClient(timeout=settings.provider_timeout_seconds),
         )
@@ -1112,6 +1118,43 @@ class StripeAdapter:
             what=what,
         )
         return _dispute_answer(dispute, what)
+
+    def upload_dispute_file(self, name: str, content: bytes, content_type: str) -> str:
+        """Upload one evidence file (purpose ``dispute_evidence``); its Stripe File id
+        (``file_...``), to name in an evidence file field of ``update_dispute_evidence``.
+
+        ``content_type`` is checked (PDF, JPEG or PNG) but not sent: the SDK sends every file as
+        ``application/octet-stream`` and Stripe detects the type itself. The SDK's own
+        Idempotency-Key covers its retries only: a retry after ``ProviderOutcomeUnknown`` may
+        leave a second, unreferenced File at Stripe.
+        """
+        import io
+
+        if content_type not in _EVIDENCE_FILE_TYPES:
+            raise _declined(
+                f"Stripe takes PDF, JPEG or PNG evidence files, not {content_type!r}",
+                "invalid_file_type",
+            )
+        if not content:
+            raise _declined(f"evidence file {name!r} is empty", "invalid_file")
+        what = f"Stripe evidence file upload {name!r}"
+
+        def upload() -> stripe.StripeObject:
+            # A fresh stream per call: the SDK reads it to the end when it builds the body.
+            stream = io.BytesIO(content)
+            stream.name = name  # the multipart part's filename
+            params = {"purpose": "dispute_evidence", "file": stream}
+            return self._client.v1.files.create(params=cast("FileCreateParams", params))
+
+        uploaded = self._call(upload, write=True, what=what)
+        try:
+            data = uploaded.to_dict()
+            file_id = _required_str(data, "id", "File")
+        except MalformedEvent as exc:
+            raise _unreadable(what, exc) from exc
+        if not file_id.startswith("file_"):
+            raise _unreadable(what, MalformedEvent(f"File id {file_id!r} is not a file_ id"))
+        return file_id
 
     def accept_dispute(self, provider_dispute_id: str) -> DisputeFacts:
         """Close the dispute without contest: Stripe marks it lost (irreversible)."""

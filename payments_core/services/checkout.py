@@ -42,6 +42,7 @@ from payments_core.providers.base import (
 )
 from payments_core.providers.registry import Adapters, Capability, supports
 from payments_core.services.payments import apply_status, lock_payment, record_change
+from payments_core.services.risk import apply_risk
 from payments_core.status import MappedStatus, PaymentStatus
 
 # The method a provider's checkout takes when the host application does not say.
@@ -242,6 +243,7 @@ def start_payment(
             "method": payment.method,
         },
     )
+    apply_risk(session=session, payment=payment, now=now)
     return payment, token
 
 

@@ -57,6 +57,8 @@ from payments_core.providers.base import (
 )
 from payments_core.services.audit import record_audit
 from payments_core.services.payments import add_timeline_event, apply_status, record_change
+from payments_core.services.permissions import Actor, Permission, guarded
+from payments_core.services.risk import apply_risk
 from payments_core.status import (
     CAPTURED_PAYMENT_STATUSES,
     OPEN_DISPUTE_STATUSES,
@@ -274,6 +276,19 @@ def process_due(
 # --- Replay --------------------------------------------------------------------------------------
 
 
+@guarded(Permission.REPLAY_WEBHOOKS)
+def replay_as(
+    *,
+    session: Session,
+    actor: Actor,
+    event_ids: Sequence[int] | None = None,
+    failed: bool = False,
+    now: datetime | None = None,
+) -> list[int]:
+    """``replay`` for a person (dashboard, CLI ``--actor``): finance and up may replay."""
+    return replay(session=session, actor=actor.name, event_ids=event_ids, failed=failed, now=now)
+
+
 def replay(
     *,
     session: Session,
@@ -397,6 +412,7 @@ def apply_facts(
         for dispute in facts.disputes:
             _apply_dispute(session, payment, dispute, actor, source, now)
         _recompute_amounts(session, payment)
+    apply_risk(session=session, payment=payment, now=now)
     return mismatch
 
 

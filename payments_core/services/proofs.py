@@ -19,10 +19,18 @@ from typing import Final
 from sqlmodel import Session, col, select
 
 from payments_core.config import Settings
-from payments_core.models import ManualProof, new_id, utcnow
+from payments_core.models import ManualProof, Payment, new_id, utcnow
 from payments_core.models.payments import OPEN_STATUSES
+from payments_core.money import format_amount
 from payments_core.providers.base import PaymentMethod, ProviderName
-from payments_core.services.payments import lock_payment, record_change
+from payments_core.services.payments import apply_status, lock_payment, record_change
+from payments_core.services.permissions import Actor, Permission, guarded
+from payments_core.status import (
+    CAPTURED_PAYMENT_STATUSES,
+    MappedStatus,
+    PaymentStatus,
+    ProofStatus,
+)
 
 PROOF_KINDS: Final = frozenset(
     {
@@ -215,4 +223,180 @@ def proofs_for(*, session: Session, payment_id: str) -> list[ManualProof]:
     )
 
 
-__all__ = ["ProofError", "ProofFile", "record_proof", "sniff_content_type", "store_file"]
+@guarded(Permission.RECORD_PROOF)
+def record_proof_by_staff(
+    *,
+    session: Session,
+    settings: Settings,
+    actor: Actor,
+    payment_id: str,
+    reference: str,
+    amount_minor: int,
+    kind: str | None = None,
+    currency: str | None = None,
+    paid_on: date | None = None,
+    file: ProofFile | None = None,
+    notes: str | None = None,
+) -> ManualProof:
+    """A proof recorded by finance staff (a payment received at the counter, a transfer seen in
+    the bank's portal); it waits for review by someone else."""
+    return record_proof(
+        session=session,
+        settings=settings,
+        payment_id=payment_id,
+        reference=reference,
+        amount_minor=amount_minor,
+        actor=actor.name,
+        kind=kind,
+        currency=currency,
+        paid_on=paid_on,
+        file=file,
+        notes=notes,
+    )
+
+
+def _proof_for_review(session: Session, actor: Actor, proof_id: str) -> tuple[ManualProof, Payment]:
+    """The proof, with its payment locked first (the lock order every payment change uses), once
+    the maker-checker and status rules allow ``actor`` to review it."""
+    payment_id = session.exec(
+        select(ManualProof.payment_id).where(col(ManualProof.id) == proof_id)
+    ).one_or_none()
+    if payment_id is None:
+        raise ProofError("proof", f"no proof {proof_id}")
+    payment = lock_payment(session=session, payment_id=payment_id)
+    proof = session.exec(
+        select(ManualProof).where(col(ManualProof.id) == proof_id).with_for_update()
+    ).one()
+    if proof.recorded_by.strip().lower() == actor.name.strip().lower():
+        raise ProofError(
+            "reviewer",
+            f"{actor.name} recorded proof {proof.id} and so cannot review it: "
+            "another manager must approve or reject it",
+        )
+    if proof.status != ProofStatus.PENDING_REVIEW.value:
+        raise ProofError(
+            "proof",
+            f"proof {proof.id} is already {proof.status}"
+            + (f" (by {proof.reviewed_by})" if proof.reviewed_by else "")
+            + ": only proofs awaiting review can be approved or rejected",
+        )
+    return proof, payment
+
+
+def _review_snapshot(proof: ManualProof) -> dict[str, object]:
+    return {
+        "status": proof.status,
+        "reviewed_by": proof.reviewed_by,
+        "review_reason": proof.review_reason,
+        "duplicate_of_payment_id": proof.duplicate_of_payment_id,
+    }
+
+
+@guarded(Permission.REVIEW_PROOF)
+def approve_proof(*, session: Session, actor: Actor, proof_id: str) -> ManualProof:
+    """Approve a proof awaiting review: the payment succeeds with its amount captured."""
+    proof, payment = _proof_for_review(session, actor, proof_id)
+    if payment.status_enum in CAPTURED_PAYMENT_STATUSES:
+        raise ProofError(
+            "payment",
+            f"{payment.id} is already {payment.status}: approving would count the money twice; "
+            "reject this proof instead",
+        )
+    now = utcnow()
+    before = _review_snapshot(proof)
+    proof.status = ProofStatus.APPROVED.value
+    proof.reviewed_by = actor.name
+    proof.reviewed_at = now
+    session.add(proof)
+    notes = []
+    if proof.duplicate_of_payment_id:
+        notes.append(
+            f"approved although the same proof was already used on {proof.duplicate_of_payment_id}"
+        )
+    if proof.amount_minor != payment.amount_minor:
+        notes.append(
+            f"the proof shows {format_amount(proof.amount_minor, proof.currency)}, the payment is "
+            f"{format_amount(payment.amount_minor, payment.currency)}"
+        )
+    warning = "".join(f"; {note}" for note in notes)
+    record_change(
+        session=session,
+        payment=payment,
+        actor=actor.name,
+        at=now,
+        kind="proof",
+        summary=f"Proof {proof.id} approved by {actor.name}{warning}",
+        data={"proof_id": proof.id, "duplicate_of_payment_id": proof.duplicate_of_payment_id},
+        action="proof.approved",
+        entity_type="manual_proof",
+        entity_id=proof.id,
+        before=before,
+        after=_review_snapshot(proof),
+    )
+    apply_status(
+        session=session,
+        payment=payment,
+        mapped=MappedStatus(PaymentStatus.SUCCEEDED, "proof_approved"),
+        actor=actor.name,
+        source=f"proof {proof.id}",
+        captured_minor=payment.amount_minor,
+        at=now,
+    )
+    return proof
+
+
+@guarded(Permission.REVIEW_PROOF)
+def reject_proof(*, session: Session, actor: Actor, proof_id: str, reason: str) -> ManualProof:
+    """Reject a proof awaiting review, saying why; the payment stays open for another proof."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ProofError("reason", "say why the proof is rejected (the payer may be asked again)")
+    if len(reason) > 500:
+        raise ProofError("reason", "at most 500 characters")
+    proof, payment = _proof_for_review(session, actor, proof_id)
+    now = utcnow()
+    before = _review_snapshot(proof)
+    proof.status = ProofStatus.REJECTED.value
+    proof.reviewed_by = actor.name
+    proof.reviewed_at = now
+    proof.review_reason = reason
+    session.add(proof)
+    record_change(
+        session=session,
+        payment=payment,
+        actor=actor.name,
+        at=now,
+        kind="proof",
+        summary=f"Proof {proof.id} rejected by {actor.name}: {reason}",
+        data={"proof_id": proof.id, "reason": reason},
+        action="proof.rejected",
+        entity_type="manual_proof",
+        entity_id=proof.id,
+        before=before,
+        after=_review_snapshot(proof),
+    )
+    return proof
+
+
+def proofs_awaiting_review(*, session: Session) -> list[ManualProof]:
+    """Proofs waiting for a manager, oldest first."""
+    return list(
+        session.exec(
+            select(ManualProof)
+            .where(col(ManualProof.status) == ProofStatus.PENDING_REVIEW.value)
+            .order_by(col(ManualProof.created_at), col(ManualProof.id))
+        ).all()
+    )
+
+
+__all__ = [
+    "ProofError",
+    "ProofFile",
+    "approve_proof",
+    "proofs_awaiting_review",
+    "record_proof",
+    "record_proof_by_staff",
+    "reject_proof",
+    "sniff_content_type",
+    "store_file",
+]

@@ -18,8 +18,14 @@ errors as ``{"error": {"type", "message", "code", "param"}}``. Amounts are Strip
   is left) -> ``succeeded`` (or :attr:`StripeFake.refund_status`); more than what remains ->
   400 ``amount_too_large``, nothing left -> 400 ``charge_already_refunded``.
   ``GET /v1/refunds?payment_intent=...`` lists them, newest first.
+* ``POST /v1/files`` (``multipart/form-data``: a ``purpose`` part, ``dispute_evidence`` only,
+  and a ``file`` part with a filename; PDF, JPEG or PNG by content) -> a ``file`` object
+  (``file_...``, ``size``, ``type``); the uploads are kept in :attr:`StripeFake.files`, bytes
+  included. The SDK sends uploads to its ``files`` base address: point it at ``base_url`` too.
 * ``GET``/``POST /v1/disputes/{id}`` (``evidence[...]``, ``submit``) and
   ``POST /v1/disputes/{id}/close``; disputes come from :meth:`StripeFake.create_dispute`.
+  Stripe's file evidence fields (:data:`FILE_EVIDENCE_FIELDS`) take only ids of
+  ``dispute_evidence`` files this fake issued; the others take text.
 
 Idempotency (section 1.10): a POST's ``Idempotency-Key`` stores the answer once the endpoint
 has started executing (parameter-validation errors are not stored). The same key with the same
@@ -34,6 +40,7 @@ declined attempt on the session's PaymentIntent.
 from __future__ import annotations
 
 import copy
+import hashlib
 import hmac
 import itertools
 import re
@@ -65,6 +72,17 @@ EVIDENCE_FIELDS = frozenset(
         "shipping_tracking_number", "uncategorized_file", "uncategorized_text",
     }
 )  # fmt: skip
+# The evidence fields that take the id of an uploaded file (purpose dispute_evidence), not text.
+FILE_EVIDENCE_FIELDS = frozenset(
+    {
+        "cancellation_policy", "customer_communication", "customer_signature",
+        "duplicate_charge_documentation", "receipt", "refund_policy", "service_documentation",
+        "shipping_documentation", "uncategorized_file",
+    }
+)  # fmt: skip
+FILE_PURPOSES = frozenset({"dispute_evidence"})  # the only purpose this fake takes
+# File ``type`` Stripe reports, by leading bytes.
+_FILE_SIGNATURES = ((b"%PDF-", "pdf"), (b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"))
 CLOSED_DISPUTE_STATUSES = frozenset({"won", "lost", "warning_closed", "prevented"})
 _SESSION_PARAMS = frozenset(
     {
@@ -77,7 +95,10 @@ _REFUND_PARAMS = frozenset(
     {"payment_intent", "charge", "amount", "reason", "metadata", "expand", "instructions_email"}
 )
 _DISPUTE_PARAMS = frozenset({"evidence", "submit", "metadata", "expand"})
+_FILE_PARAMS = frozenset({"purpose", "file", "expand"})
 _KEY_PART = re.compile(r"\[([^\[\]]*)\]")
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
+_DISPOSITION_PARAM = re.compile(r';\s*([a-z]+)="([^"]*)"', re.IGNORECASE)
 
 
 def decode_form(body: bytes | str) -> dict[str, Any]:
@@ -104,6 +125,54 @@ def decode_form(body: bytes | str) -> dict[str, Any]:
                 node = child
     form: dict[str, Any] = _listify(root)  # top-level keys are names, never all digits
     return form
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a ``multipart/form-data`` body."""
+
+    name: str
+    filename: str | None
+    content_type: str | None
+    content: bytes
+
+
+def decode_multipart(body: bytes, content_type: str | None) -> list[Part]:
+    """The parts of a ``multipart/form-data`` body (RFC 7578), split on its boundary; the bytes
+    of each part are kept exactly. Raises ``ValueError`` for a body that is not one."""
+    mime, _, _ = (content_type or "").partition(";")
+    if mime.strip().lower() != "multipart/form-data":
+        raise ValueError(f"not multipart/form-data: {content_type!r}")
+    found = _BOUNDARY.search(content_type or "")
+    if found is None:
+        raise ValueError("multipart/form-data without a boundary")
+    delimiter = b"--" + found.group(1).encode("ascii")
+    chunks = body.split(delimiter)
+    if len(chunks) < 3 or chunks[0] not in (b"", b"\r\n") or not chunks[-1].startswith(b"--"):
+        raise ValueError("malformed multipart body (boundaries)")
+    parts = []
+    for chunk in chunks[1:-1]:
+        if not chunk.startswith(b"\r\n") or not chunk.endswith(b"\r\n"):
+            raise ValueError("malformed multipart body (line breaks)")
+        head, sep, content = chunk[2:-2].partition(b"\r\n\r\n")
+        if not sep:
+            raise ValueError("multipart part without headers")
+        headers: dict[str, str] = {}
+        for line in head.decode("utf-8").split("\r\n"):
+            key, colon, value = line.partition(":")
+            if not colon:
+                raise ValueError(f"malformed part header {line!r}")
+            headers[key.strip().lower()] = value.strip()
+        disposition = headers.get("content-disposition", "")
+        if not disposition.lower().startswith("form-data"):
+            raise ValueError("part without Content-Disposition: form-data")
+        params = {k.lower(): v for k, v in _DISPOSITION_PARAM.findall(disposition)}
+        if "name" not in params:
+            raise ValueError("part without a name")
+        parts.append(
+            Part(params["name"], params.get("filename"), headers.get("content-type"), content)
+        )
+    return parts
 
 
 def _listify(value: Any) -> Any:
@@ -140,6 +209,8 @@ class StripeFake(FakeServer):
         self.payment_intents: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.disputes: dict[str, dict[str, Any]] = {}
+        # Uploaded files by id: the ``file`` object Stripe answers plus ``content`` (bytes).
+        self.files: dict[str, dict[str, Any]] = {}
         # Status new refunds get (card refunds in test mode succeed at once).
         self.refund_status = "succeeded"
         self._idempotency: dict[str, _Stored] = {}
@@ -155,6 +226,7 @@ class StripeFake(FakeServer):
         self._add("POST", r"/v1/refunds", self._create_refund)
         self._add("GET", r"/v1/refunds", self._list_refunds)
         self._add("GET", r"/v1/refunds/(?P<id>[^/]+)", self._get_refund)
+        self._add("POST", r"/v1/files", self._create_file)
         self._add("GET", r"/v1/disputes/(?P<id>[^/]+)", self._get_dispute)
         self._add("POST", r"/v1/disputes/(?P<id>[^/]+)", self._update_dispute)
         self._add("POST", r"/v1/disputes/(?P<id>[^/]+)/close", self._close_dispute)
@@ -233,8 +305,7 @@ class StripeFake(FakeServer):
         key = request.header("Idempotency-Key")
         if not key:
             return self._run(request, handler)[0]
-        pairs = tuple(sorted(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True)))
-        fingerprint = (request.method, request.path, pairs)
+        fingerprint = (request.method, request.path, self._parameters(request))
         stored = self._idempotency.get(key)
         if stored is not None:
             if stored.fingerprint != fingerprint:
@@ -258,6 +329,24 @@ class StripeFake(FakeServer):
         if store:
             self._idempotency[key] = _Stored(fingerprint, response)
         return response
+
+    @staticmethod
+    def _parameters(request: Request) -> tuple[tuple[str, str], ...]:
+        """The request's parameters, to compare under one key. A multipart body is compared by
+        its parts (file contents by SHA-256): its boundary is random per request."""
+        content_type = request.header("Content-Type") or ""
+        if content_type.lower().startswith("multipart/"):
+            try:
+                parts = decode_multipart(request.body, content_type)
+            except (ValueError, UnicodeDecodeError):
+                return (("<unparsable multipart>", hashlib.sha256(request.body).hexdigest()),)
+            return tuple(
+                sorted(
+                    (part.name, f"{part.filename}:{hashlib.sha256(part.content).hexdigest()}")
+                    for part in parts
+                )
+            )
+        return tuple(sorted(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True)))
 
     @staticmethod
     def _run(request: Request, handler: Handler) -> tuple[Response, bool]:
@@ -681,6 +770,62 @@ class StripeFake(FakeServer):
             raise self._missing("refund", request.params["id"], "refund")
         return self._ok(copy.deepcopy(refund))
 
+    # -- files -----------------------------------------------------------------------------------
+
+    def _create_file(self, request: Request) -> Response:
+        try:
+            parts = decode_multipart(request.body, request.header("Content-Type"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self._invalid(
+                f"File uploads must be multipart/form-data ({exc})", param="file"
+            ) from None
+        by_name: dict[str, Part] = {}
+        for part in parts:
+            if part.name not in _FILE_PARAMS:
+                raise self._invalid(f"Received unknown parameter: {part.name}", param=part.name)
+            if part.name in by_name:
+                raise self._invalid(f"Received {part.name} more than once", param=part.name)
+            by_name[part.name] = part
+        purpose_part = by_name.get("purpose")
+        if purpose_part is None:
+            raise self._invalid("Missing required param: purpose.", param="purpose")
+        purpose = purpose_part.content.decode("utf-8", "replace")
+        if purpose not in FILE_PURPOSES:
+            raise self._invalid(
+                f"Invalid purpose: this fake takes only {sorted(FILE_PURPOSES)}", param="purpose"
+            )
+        file_part = by_name.get("file")
+        if file_part is None or file_part.filename is None:
+            raise self._invalid("Missing required param: file.", param="file")
+        if not file_part.content:
+            raise self._invalid("The file you uploaded is empty.", param="file")
+        file_type = next(
+            (kind for magic, kind in _FILE_SIGNATURES if file_part.content.startswith(magic)), None
+        )
+        if file_type is None:
+            raise self._invalid(
+                f"The file you uploaded is not a PDF, JPEG or PNG file, which {purpose} requires.",
+                param="file",
+                code="file_type_not_supported",
+            )
+        file_id = self._id("file")
+        created = int(time.time())
+        uploaded = {
+            "id": file_id,
+            "object": "file",
+            "created": created,
+            "expires_at": None,
+            "filename": file_part.filename,
+            "links": None,
+            "purpose": purpose,
+            "size": len(file_part.content),
+            "title": None,
+            "type": file_type,
+            "url": f"https://files.stripe.com/v1/files/{file_id}/contents",
+        }
+        self.files[file_id] = {**uploaded, "content": file_part.content}
+        return self._ok(copy.deepcopy(uploaded))
+
     # -- disputes --------------------------------------------------------------------------------
 
     def _dispute(self, request: Request) -> dict[str, Any]:
@@ -705,6 +850,14 @@ class StripeFake(FakeServer):
                 )
             if not isinstance(value, str):
                 raise self._invalid("Invalid string", param=f"evidence[{name}]")
+            if name in FILE_EVIDENCE_FIELDS and value:
+                uploaded = self.files.get(value)
+                if uploaded is None or uploaded["purpose"] != "dispute_evidence":
+                    raise self._invalid(
+                        f"No such file upload: '{value}'",
+                        param=f"evidence[{name}]",
+                        code="resource_missing",
+                    )
         submit = form.get("submit", "true")  # Stripe submits unless told otherwise
         if submit not in {"true", "false"}:
             raise self._invalid("Invalid boolean", param="submit")
@@ -738,3 +891,8 @@ class StripeFake(FakeServer):
 def form_of(recorded: RecordedRequest) -> dict[str, Any]:
     """The decoded form body of one recorded request."""
     return decode_form(recorded.body)
+
+
+def parts_of(recorded: RecordedRequest) -> dict[str, Part]:
+    """The multipart parts of one recorded request, by name."""
+    return {p.name: p for p in decode_multipart(recorded.body, recorded.headers["content-type"])}

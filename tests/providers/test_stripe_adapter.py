@@ -5,7 +5,8 @@ Idempotency-Key), discount lines, card declines, refunds (success, over-refund, 
 retries after a timeout or an unreadable answer: never a double refund), the SDK's own retries
 on 5xx, persistent failures as ProviderUnavailable / ProviderOutcomeUnknown, credentials,
 zero- and three-decimal currencies, reading payments back (``pi_`` and ``cs_``) in agreement with
-webhook facts, and dispute evidence / acceptance.
+webhook facts, dispute evidence / acceptance, and evidence file uploads (multipart to the
+``files`` base address, file ids in the file evidence fields, upload errors).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from fakes.stripe import StripeFake, form_of
+from fakes.stripe import StripeFake, form_of, parts_of
 from pydantic import SecretStr
 
 from payments_core.config import Settings
@@ -42,6 +43,9 @@ from payments_core.status import DisputeStatus, MappedStatus, PaymentStatus, Ref
 PAYMENT_ID = "pay_01JTESTSTRIPE"
 SESSIONS = "/v1/checkout/sessions"
 REFUNDS = "/v1/refunds"
+FILES = "/v1/files"
+PDF = b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n\r\n--not-a-boundary\r\n\x00\xff binary tail"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 
 
 @pytest.fixture(autouse=True)
@@ -678,6 +682,103 @@ def test_dispute_call_with_a_5xx_answer_is_outcome_unknown(stripe_fake: StripeFa
     stripe_fake.fail_next("/v1/disputes/", 502)
     with pytest.raises(ProviderOutcomeUnknown):
         adapter.accept_dispute(dispute["id"])
+
+
+# -- evidence files ------------------------------------------------------------------------------
+
+
+def test_upload_dispute_file_reaches_stripe_with_purpose_name_and_bytes(
+    stripe_fake: StripeFake,
+) -> None:
+    adapter = make_adapter(stripe_fake)
+
+    file_id = adapter.upload_dispute_file("receipt.pdf", PDF, "application/pdf")
+
+    assert file_id.startswith("file_")
+    (request,) = stripe_fake.requests_to(FILES, "POST")
+    assert request.headers["content-type"].startswith("multipart/form-data; boundary=")
+    assert request.headers.get("idempotency-key")
+    parts = parts_of(request)
+    assert set(parts) == {"purpose", "file"}
+    assert parts["purpose"].content == b"dispute_evidence"
+    assert parts["file"].filename == "receipt.pdf"
+    assert parts["file"].content == PDF  # byte for byte, CR/LF and binary included
+    stored = stripe_fake.files[file_id]
+    assert (stored["purpose"], stored["size"], stored["type"]) == (
+        "dispute_evidence",
+        len(PDF),
+        "pdf",
+    )
+
+
+def test_uploaded_files_go_in_file_evidence_fields_only(stripe_fake: StripeFake) -> None:
+    adapter = make_adapter(stripe_fake)
+    _, intent_id = paid_session(stripe_fake, adapter)
+    dispute = stripe_fake.create_dispute(intent_id)
+    receipt = adapter.upload_dispute_file("receipt.png", PNG, "image/png")
+
+    staged = adapter.update_dispute_evidence(
+        dispute["id"], {"receipt": receipt, "uncategorized_text": "See receipt"}, submit=False
+    )
+    assert staged.status is DisputeStatus.NEEDS_RESPONSE
+    assert stripe_fake.disputes[dispute["id"]]["evidence"]["receipt"] == receipt
+
+    for evidence in ({"receipt": "file_test_not_issued"}, {"refund_policy": "see our website"}):
+        with pytest.raises(ProviderDeclined) as caught:
+            adapter.update_dispute_evidence(dispute["id"], evidence, submit=False)
+        assert caught.value.code == "resource_missing"
+        assert caught.value.status_code == 400
+
+
+def test_upload_of_a_type_stripe_does_not_take_is_refused_before_sending(
+    stripe_fake: StripeFake,
+) -> None:
+    adapter = make_adapter(stripe_fake)
+    with pytest.raises(ProviderDeclined) as caught:
+        adapter.upload_dispute_file("notes.txt", b"hello", "text/plain")
+    assert caught.value.code == "invalid_file_type"
+    with pytest.raises(ProviderDeclined):
+        adapter.upload_dispute_file("empty.pdf", b"", "application/pdf")
+    assert stripe_fake.requests == []
+
+
+def test_upload_refused_by_stripe_is_declined(stripe_fake: StripeFake) -> None:
+    adapter = make_adapter(stripe_fake)
+    with pytest.raises(ProviderDeclined) as caught:  # says PDF, is not one
+        adapter.upload_dispute_file("fake.pdf", b"MZ\x90\x00", "application/pdf")
+    assert caught.value.code == "file_type_not_supported"
+    assert stripe_fake.files == {}
+
+
+def test_upload_with_a_wrong_key_is_an_auth_error(stripe_fake: StripeFake) -> None:
+    adapter = make_adapter(stripe_fake, api_key="sk_test_wrong")
+    with pytest.raises(ProviderAuthError):
+        adapter.upload_dispute_file("receipt.pdf", PDF, "application/pdf")
+
+
+def test_upload_failures_are_outcome_unknown(stripe_fake: StripeFake) -> None:
+    adapter = make_adapter(stripe_fake)
+    stripe_fake.fail_next(FILES, 500)
+    with pytest.raises(ProviderOutcomeUnknown):
+        adapter.upload_dispute_file("receipt.pdf", PDF, "application/pdf")
+    assert stripe_fake.files == {}
+
+    stripe_fake.malformed_next(FILES)  # Stripe stored it, we could not read the answer
+    with pytest.raises(ProviderOutcomeUnknown):
+        adapter.upload_dispute_file("receipt.pdf", PDF, "application/pdf")
+    assert len(stripe_fake.files) == 1
+
+
+def test_upload_retried_by_the_sdk_after_5xx_stores_one_file(stripe_fake: StripeFake) -> None:
+    adapter = make_adapter(stripe_fake, retries=2)
+    stripe_fake.fail_next(FILES, 503)
+
+    file_id = adapter.upload_dispute_file("receipt.pdf", PDF, "application/pdf")
+
+    attempts = stripe_fake.requests_to(FILES, "POST")
+    assert len(attempts) == 2
+    assert len({a.headers["idempotency-key"] for a in attempts}) == 1
+    assert list(stripe_fake.files) == [file_id]
 
 
 def test_fetch_payment_in_a_state_we_do_not_know_is_a_provider_error(

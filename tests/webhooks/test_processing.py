@@ -116,14 +116,30 @@ def test_dummy_success_is_applied_once_with_timeline_and_audit(
         assert verify_chain(session=session).ok
 
 
+def make_user(engine: Engine, email: str, role: str) -> None:
+    from payments_core.services.users import create_user
+
+    with Session(engine) as session, session.begin():
+        create_user(
+            session=session, email=email, role=role, password="long-enough-pass", actor="test"
+        )
+
+
 def test_replaying_a_processed_event_changes_nothing(client: TestClient, engine: Engine) -> None:
     payment_id = new_dummy_payment(engine)
     post_dummy(client, dummy_event("dmy_evt_1", "payment.succeeded", payment_id))
     process_until_quiet(engine)
     before = payment_state(engine, "dummy", payment_id)
     [row] = inbox_rows(engine)
+    make_user(engine, "analyst@example.com", "analyst")
+    refused = CliRunner().invoke(
+        cli, ["webhooks", "replay", "--id", str(row.id), "--actor", "analyst@example.com"]
+    )
+    assert refused.exit_code == 2
+    assert "may not replay webhooks" in refused.output
+    make_user(engine, "ops@example.com", "finance")
     result = CliRunner().invoke(
-        cli, ["webhooks", "replay", "--id", str(row.id), "--actor", "ops@x"]
+        cli, ["webhooks", "replay", "--id", str(row.id), "--actor", "ops@example.com"]
     )
     assert result.exit_code == 0, result.output
     assert "replaying 1 event" in result.output
@@ -142,7 +158,8 @@ def test_amount_mismatch_flags_and_never_marks_paid(client: TestClient, engine: 
     assert payment.status == "pending" and payment.captured_minor == 0
     assert payment.review_reason is not None
     assert "amount 2.50 CHF, expected 25.00 CHF" in payment.review_reason
-    assert [e.kind for e in timeline(engine, payment_id)] == ["flag", "webhook"]
+    # The flag, the risk score it raises, and the webhook that brought it.
+    assert [e.kind for e in timeline(engine, payment_id)] == ["flag", "note", "webhook"]
     assert "payment.flagged" in audit_actions(engine)
 
 
@@ -339,7 +356,10 @@ def test_a_failing_event_keeps_its_error_retries_and_goes_dead_then_replays(
     assert (row.status, row.attempts, row.next_attempt_at) == ("dead", 3, None)
     assert "webhook.dead" in audit_actions(engine)
 
-    result = CliRunner().invoke(cli, ["webhooks", "replay", "--failed", "--actor", "ops@x"])
+    make_user(engine, "ops@example.com", "finance")
+    result = CliRunner().invoke(
+        cli, ["webhooks", "replay", "--failed", "--actor", "ops@example.com"]
+    )
     assert result.exit_code == 0 and "replaying 1 event" in result.output
     [row] = inbox_rows(engine)
     assert (row.status, row.attempts) == ("pending", 0)
