@@ -100,9 +100,10 @@ class Settings(BaseSettings):
     manual_bank_name: str = "PostFinance AG"
     manual_payment_days: int = Field(default=14, ge=1, le=365)
 
-    # Reconciliation: payments pending or authorized longer than this are read back from their
-    # provider (`paydesk reconcile`, and the worker every reconcile_interval_seconds; 0 = never).
-    reconcile_after_seconds: int = Field(default=900, ge=0)
+    # Reconciliation: open payments are read back from their provider once they have waited
+    # longer than their provider's expected time (reconcile_after_seconds > 0 sets one age for
+    # all), by `paydesk reconcile` and by the worker every reconcile_interval_seconds (0 = never).
+    reconcile_after_seconds: int = Field(default=0, ge=0)
     reconcile_interval_seconds: int = Field(default=300, ge=0)
 
     # Host API: how long a stored Idempotency-Key answer is replayed.

@@ -310,14 +310,19 @@ def request_refund(
     now = utcnow()
     _refund_window_check(payment, settings, now)
     _recompute_amounts(session, payment)
-    refundable = payment.refundable_minor
+    # Money under dispute goes back through the chargeback (or is fought): refunding it as well
+    # would return it twice.
+    refundable = max(0, payment.refundable_minor - payment.disputed_minor)
     if amount_minor > refundable:
+        disputed = (
+            f", disputed {_money(payment.disputed_minor, code)}" if payment.disputed_minor else ""
+        )
         raise RefundError(
             "amount",
             f"{_money(amount_minor, code)} is more than the {_money(refundable, code)} left to "
             f"refund (captured {_money(payment.captured_minor, code)}, refunded "
             f"{_money(payment.refunded_minor, code)}, in flight "
-            f"{_money(payment.refund_pending_minor, code)})",
+            f"{_money(payment.refund_pending_minor, code)}{disputed})",
         )
 
     threshold = settings.refund_approval_threshold(code)

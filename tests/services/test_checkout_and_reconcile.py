@@ -148,3 +148,38 @@ def test_reconciliation_advances_open_payments_and_explains_disagreements(
     # Run again: nothing open is left but the unknown one, which stays explained.
     again = reconcile(transaction=transaction, adapters=adapters, now=later)
     assert [line.payment_id for line in again.lines] == [fresh.id]
+
+
+def test_the_worker_reconciles_periodically(
+    engine: Engine,
+    paystack_fake: PaystackFake,
+    paystack_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+    import time
+
+    from webhook_server.worker import run_worker
+
+    monkeypatch.setenv("RECONCILE_INTERVAL_SECONDS", "1")
+    monkeypatch.setenv("RECONCILE_AFTER_SECONDS", "1")
+    get_settings.cache_clear()
+    payment = checkout.create_payment(
+        transaction=transaction, adapters=Adapters(), new=new_payment(), actor="api:shop"
+    ).payment
+    assert payment.provider_reference
+    paystack_fake.set_status(payment.provider_reference, "success")
+    stop = threading.Event()
+    worker = threading.Thread(target=run_worker, args=(stop,), daemon=True)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 20
+        status = "pending"
+        while status != "succeeded" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            with Session(engine) as session:
+                status = session.get(Payment, payment.id).status  # type: ignore[union-attr]
+    finally:
+        stop.set()
+        worker.join(10)
+    assert status == "succeeded"

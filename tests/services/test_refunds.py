@@ -268,6 +268,31 @@ def test_amounts_in_flight_count_so_requests_never_exceed_the_capture(
         )
 
 
+def test_money_under_dispute_is_not_refundable_again(
+    engine: Engine, tx: Tx, settings: Settings
+) -> None:
+    from payments_core.models import Dispute
+
+    payment = captured_payment(tx, amount_minor=10_000)
+    with tx() as session:
+        session.add(
+            Dispute(
+                id="dp_test_1",
+                payment_id=payment.id,
+                provider_dispute_id="dp_1",
+                amount_minor=6_000,
+                currency="CHF",
+                status="needs_response",
+            )
+        )
+    error = refused(tx, payment, 4_001)
+    assert error.message == (
+        "40.01 CHF is more than the 40.00 CHF left to refund (captured 100.00 CHF, refunded "
+        "0.00 CHF, in flight 0.00 CHF, disputed 60.00 CHF)"
+    )
+    assert request(tx, payment, 4_000).status == "processing"
+
+
 # --- Approval ------------------------------------------------------------------------------------
 
 
