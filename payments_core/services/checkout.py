@@ -288,6 +288,13 @@ def record_checkout(
     payment.instructions = dict(result.instructions) if result.instructions else None
     payment.expires_at = result.expires_at
     payment.checkout_error = None
+    if result.checkout_url is None and not result.instructions and not _pushed(payment):
+        # Paystack after a lost answer: the transaction exists, its page address is not given
+        # twice. Say so rather than hand the host a payment with nowhere to send the customer.
+        payment.checkout_error = (
+            f"{payment.provider} has this payment ({result.provider_reference}) but did not give "
+            "its payment page again; start a new payment for the customer"
+        )
     payment.updated_at = now
     session.add(payment)
     record_change(
@@ -317,6 +324,11 @@ def record_checkout(
         at=now,
     )
     return payment
+
+
+def _pushed(payment: Payment) -> bool:
+    """Checkouts that have no page: the customer confirms on their phone (M-Pesa STK push)."""
+    return payment.provider == ProviderName.MPESA.value
 
 
 def record_checkout_failure(

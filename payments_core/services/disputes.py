@@ -654,7 +654,7 @@ _DISPUTED = [s.value for s in (*OPEN_DISPUTE_STATUSES, DisputeStatus.LOST)]
 
 def _recompute_disputed(session: Session, payment: Payment) -> None:
     """The payment's disputed amount, summed from its open and lost disputes (the same rule as
-    ``processing._recompute_amounts``)."""
+    ``processing.recompute_amounts``)."""
     session.flush()
     disputed = session.exec(
         select(func.coalesce(func.sum(Dispute.amount_minor), 0)).where(

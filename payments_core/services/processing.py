@@ -411,7 +411,7 @@ def apply_facts(
             _apply_refund(session, payment, refund, provider, actor, source, now)
         for dispute in facts.disputes:
             _apply_dispute(session, payment, dispute, actor, source, now)
-        _recompute_amounts(session, payment)
+        recompute_amounts(session, payment)
     apply_risk(session=session, payment=payment, now=now)
     return mismatch
 
@@ -832,7 +832,7 @@ _OPEN_REFUNDS = [status.value for status in OPEN_REFUND_STATUSES]
 _DISPUTED = [status.value for status in (*OPEN_DISPUTE_STATUSES, DisputeStatus.LOST)]
 
 
-def _recompute_amounts(session: Session, payment: Payment) -> None:
+def recompute_amounts(session: Session, payment: Payment) -> None:
     """Refunded, in-flight and disputed amounts, summed from their rows (order-independent)."""
     session.flush()
     succeeded = col(Refund.status) == RefundStatus.SUCCEEDED.value

@@ -55,7 +55,7 @@ from payments_core.providers.registry import Adapters, Capability, supports
 from payments_core.services.checkout import Transaction
 from payments_core.services.payments import record_change
 from payments_core.services.permissions import Actor, Permission, guarded
-from payments_core.services.processing import _recompute_amounts
+from payments_core.services.processing import recompute_amounts
 from payments_core.status import CAPTURED_PAYMENT_STATUSES, RefundStatus, decide_refund
 
 # Who the timeline names for steps no person takes (calling the provider, recording its answer).
@@ -180,7 +180,7 @@ def _record(
     summary: str,
     before: dict[str, Any] | None,
 ) -> None:
-    _recompute_amounts(session, payment)
+    recompute_amounts(session, payment)
     payment.updated_at = at
     session.add(payment)
     record_change(
@@ -309,7 +309,7 @@ def request_refund(
     offline = _refund_route(payment, reference)
     now = utcnow()
     _refund_window_check(payment, settings, now)
-    _recompute_amounts(session, payment)
+    recompute_amounts(session, payment)
     # Money under dispute goes back through the chargeback (or is fought): refunding it as well
     # would return it twice.
     refundable = max(0, payment.refundable_minor - payment.disputed_minor)

@@ -90,10 +90,12 @@ def test_an_unknown_outcome_keeps_the_payment_and_a_retry_makes_no_second_transa
     assert len(paystack_fake.transactions) == 1
     assert initialize_calls(paystack_fake) == 2
     assert retried.payment.provider_reference == outcome.payment.checkout_idempotency_key
-    if retried.error is None:
-        assert retried.payment.status == "pending"
-    else:  # Paystack cannot hand out the lost authorization URL again: said, not hidden
-        assert "reference" in str(retried.error).lower()
+    # Paystack does not hand out the lost payment page again: said on the payment, not hidden.
+    assert retried.error is None
+    assert retried.payment.status == "pending"
+    assert retried.payment.checkout_url is None
+    assert retried.payment.checkout_error is not None
+    assert "did not give its payment page again" in retried.payment.checkout_error
 
 
 def test_reconciliation_advances_open_payments_and_explains_disagreements(
