@@ -12,8 +12,21 @@ export REFLEX_USE_SYSTEM_BUN := 1
 
 .PHONY: install run test lint bench clean
 
-## install: .venv (Python 3.11, paydesk editable with dev extras) and bun for Reflex; quick when nothing changed
-install: $(STAMP) $(BUN)
+CHROMIUM := /usr/bin/chromium
+
+## install: .venv (Python 3.11, paydesk editable with dev extras), bun for Reflex, and Chromium for
+## the browser tests; quick when nothing changed
+install: $(STAMP) $(BUN) chromium
+
+# The browser tests drive the system Chromium (Playwright's own download does not work here).
+.PHONY: chromium
+chromium:
+	@test -x $(CHROMIUM) && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
+	else \
+		echo "Chromium is missing: install it as root with 'apt-get install -y chromium' ($(CHROMIUM)); the browser tests skip without it (and fail with CI=true)" >&2; \
+	fi
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: '$(PYTHON)' was not found on PATH" >&2; exit 1; }

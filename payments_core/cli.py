@@ -7,6 +7,7 @@ reference) print one clear line and exit with status 2; nothing is half-done.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import importlib
 import json
@@ -904,16 +905,40 @@ class Service:
     name: str
     command: Sequence[str]
     url: str
+    cwd: Path | None = None
 
 
-def dev_services() -> list[Service]:
-    """What `make run` starts next to each other (later work adds the worker and dashboard)."""
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DASHBOARD_PORT = 3000
+DEFAULT_DASHBOARD_BACKEND_PORT = 8001
+
+
+def _port_from_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        fail(f"{name}={value!r} is not a port number (1-65535)")
+    return int(value)
+
+
+def dev_services(*, dashboard: bool = True) -> list[Service]:
+    """What `make run` starts next to each other: the webhook server (with its in-process
+    worker) and the Reflex dashboard (DASHBOARD_PORT, DASHBOARD_BACKEND_PORT; 3000 and 8001)."""
     settings = get_settings()
     paydesk = [sys.executable, "-m", "payments_core.cli"]
     base = f"http://{settings.webhook_host}:{settings.webhook_port}"
-    return [
-        Service("webhook server", [*paydesk, "serve"], f"{base}/healthz"),
-    ]
+    services = [Service("webhook server", [*paydesk, "serve"], f"{base}/healthz")]
+    if dashboard:
+        port = _port_from_env("DASHBOARD_PORT", DEFAULT_DASHBOARD_PORT)
+        backend_port = _port_from_env("DASHBOARD_BACKEND_PORT", DEFAULT_DASHBOARD_BACKEND_PORT)
+        reflex = [sys.executable, "-m", "reflex", "run", "--env", "dev"]
+        ports = ["--frontend-port", str(port), "--backend-port", str(backend_port)]
+        # Run where rxconfig.py is, whatever the current directory.
+        services.append(
+            Service("dashboard", [*reflex, *ports], f"http://127.0.0.1:{port}", cwd=PROJECT_ROOT)
+        )
+    return services
 
 
 @app.command()
@@ -923,6 +948,9 @@ def dev(
     ] = 20_000,
     no_services: Annotated[
         bool, typer.Option("--no-services", help="Prepare the database, start nothing.")
+    ] = False,
+    no_dashboard: Annotated[
+        bool, typer.Option("--no-dashboard", help="Start the webhook server only.")
     ] = False,
 ) -> None:
     """Prepare a development database (migrate, seed, demo admin) and run every service."""
@@ -947,7 +975,7 @@ def dev(
         os.environ["DUMMY_WEBHOOK_SECRET"] = f"dev-{secrets.token_hex(16)}"
     if "PUBLIC_BASE_URL" not in os.environ:
         os.environ["PUBLIC_BASE_URL"] = f"http://{settings.webhook_host}:{settings.webhook_port}"
-    run_services(dev_services())
+    run_services(dev_services(dashboard=not no_dashboard))
 
 
 def run_services(services: Sequence[Service]) -> None:
@@ -963,7 +991,12 @@ def run_services(services: Sequence[Service]) -> None:
     signal.signal(signal.SIGTERM, stop)
     try:
         for service in services:
-            processes.append((service, subprocess.Popen(service.command, env=os.environ.copy())))
+            # Each service leads its own process group: Reflex starts children of its own (the
+            # frontend dev server), and stopping a service must stop all of them.
+            process = subprocess.Popen(
+                service.command, env=os.environ.copy(), cwd=service.cwd, start_new_session=True
+            )
+            processes.append((service, process))
         for service in services:
             console.print(f"  {service.name}: {service.url}", highlight=False)
         console.print("press Ctrl-C to stop")
@@ -975,15 +1008,21 @@ def run_services(services: Sequence[Service]) -> None:
             time.sleep(0.2)
     finally:
         for _, process in processes:
-            if process.poll() is None:
-                process.terminate()
+            _signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + 10
         for _, process in processes:
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
+            # Whatever the leader left behind in its group goes too.
+            _signal_group(process, signal.SIGKILL)
         console.print("stopped")
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
 
 
 def main() -> None:

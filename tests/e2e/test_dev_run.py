@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from factories import make_payment
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
@@ -94,7 +95,15 @@ def test_dev_prepares_database_serves_and_stops_on_ctrl_c(
         "DUMMY_WEBHOOK_SECRET": "e2e-dummy-secret",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "payments_core.cli", "dev", "--seed-payments", "200"],
+        [
+            sys.executable,
+            "-m",
+            "payments_core.cli",
+            "dev",
+            "--seed-payments",
+            "200",
+            "--no-dashboard",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -134,3 +143,19 @@ def test_dev_prepares_database_serves_and_stops_on_ctrl_c(
     # Nothing is left listening.
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_dev_services_start_the_dashboard_on_configured_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The full `paydesk dev` run above passes --no-dashboard (tests/browser drives the dashboard).
+    from payments_core.cli import dev_services
+
+    monkeypatch.setenv("DASHBOARD_PORT", "3105")
+    monkeypatch.setenv("DASHBOARD_BACKEND_PORT", "8105")
+    names = {s.name: s for s in dev_services()}
+    dashboard = names["dashboard"]
+    assert dashboard.url == "http://127.0.0.1:3105"
+    assert dashboard.command[-4:] == ["--frontend-port", "3105", "--backend-port", "8105"]
+    assert dashboard.cwd is not None and (dashboard.cwd / "rxconfig.py").exists()
+    assert [s.name for s in dev_services(dashboard=False)] == ["webhook server"]

@@ -1,0 +1,40 @@
+"""The Reflex app: pages and their routes only (each page lives in dashboard/pages/)."""
+
+import reflex as rx
+
+from dashboard.pages import login, payment_detail, payments, users
+from dashboard.state import AuthState
+
+app = rx.App()
+
+# The dynamic route first (Reflex matches in the order pages are added).
+app.add_page(
+    payment_detail.payment_detail_page,
+    route=payment_detail.ROUTE,
+    title="Payment · Paydesk",
+    on_load=[AuthState.check_session, payment_detail.PaymentDetailState.load],
+)
+app.add_page(
+    payments.payments_page,
+    route=payments.ROUTE,
+    title="Payments · Paydesk",
+    on_load=[AuthState.check_session, payments.PaymentsState.load],
+)
+app.add_page(
+    users.users_page,
+    route=users.ROUTE,
+    title="Users · Paydesk",
+    on_load=[AuthState.check_session, users.UsersState.load],
+)
+app.add_page(
+    login.login_page,
+    route=login.ROUTE,
+    title="Sign in · Paydesk",
+    on_load=login.LoginState.leave_if_signed_in,
+)
+app.add_page(
+    login.login_page,
+    route="/",
+    title="Paydesk",
+    on_load=login.LoginState.leave_if_signed_in,
+)
