@@ -1,0 +1,207 @@
+"""The dashboard in headless Chromium: the real Reflex app on a seeded database.
+
+One app per test session (starting Reflex compiles the frontend, which takes a while): the
+fixture seeds a SQLite database with a few hundred payments and one user per role (two managers,
+for maker-checker), runs ``reflex run`` on free ports against it, and always stops its whole
+process group. Reflex builds into the repository's ``.web``, so a file lock keeps two test runs
+from building at the same time. The app's log is printed when it does not come up. Tests save
+screenshots under ``var/screenshots/`` of the session's VAR_DIR (``screenshot``).
+
+Chromium is the system one (/usr/bin/chromium; `make install` installs it). Without it the tests
+skip locally and fail with CI=true.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import Session
+
+from payments_core.db import make_engine
+from payments_core.services.users import create_user
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+START_TIMEOUT = 300  # the first start installs the frontend packages
+WAIT_MS = 30_000
+USERS = {
+    "admin": "admin",
+    "manager": "manager",
+    "manager2": "manager",
+    "finance": "finance",
+    "analyst": "analyst",
+}  # login name -> role; the email is <name>@example.com
+PASSWORDS = {name: f"{name}-password-123" for name in USERS}
+
+try:
+    from playwright.sync_api import Browser, Page, sync_playwright
+except ImportError:  # pragma: no cover - playwright is in the dev extras
+    sync_playwright = None
+
+
+def _require_browser() -> None:
+    problem = None
+    if sync_playwright is None:
+        problem = "the playwright package is not installed (pip install -e '.[dev]')"
+    elif not CHROMIUM.exists():
+        problem = f"{CHROMIUM} is missing (apt-get install -y chromium, or `make install`)"
+    if problem:
+        if IN_CI:
+            pytest.fail(f"browser tests must run in CI: {problem}", pytrace=False)
+        pytest.skip(f"browser tests SKIPPED: {problem}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    url: str
+    log: Path
+    database_url: str
+    var_dir: Path
+
+
+def _run(args: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "payments_core.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    _require_browser()
+    base = tmp_path_factory.mktemp("dashboard")
+    lock = (ROOT / ".web-build.lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # one Reflex build in this checkout at a time
+    database_url = f"sqlite:///{base / 'paydesk.sqlite3'}"
+    bin_dir = ROOT / ".tools" / "node_modules" / ".bin"
+    env = os.environ | {
+        "DATABASE_URL": database_url,
+        "VAR_DIR": str(base / "var"),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "REFLEX_USE_SYSTEM_BUN": "1",
+        "REFLEX_CHECK_LATEST_VERSION": "false",
+    }
+    _run(["migrate"], env)
+    _run(["seed", "--payments", "300"], env)
+    engine = make_engine(database_url)
+    with Session(engine) as session, session.begin():
+        for name, role in USERS.items():
+            create_user(
+                session=session,
+                email=f"{name}@example.com",
+                role=role,
+                password=PASSWORDS[name],
+                actor="test",
+            )
+    engine.dispose()
+
+    port, backend_port = _free_port(), _free_port()
+    log = base / "reflex.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reflex", "run", "--env", "dev",
+             "--frontend-port", str(port), "--backend-port", str(backend_port)],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        ready = False
+        while not ready:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    f"the dashboard did not come up (exit {process.poll()}); its log:\n"
+                    + log.read_text()[-5000:],
+                    pytrace=False,
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                ready = (
+                    httpx.get(f"http://127.0.0.1:{backend_port}/ping", timeout=2).is_success
+                    and httpx.get(f"{url}/login", timeout=5).is_success
+                )
+            if not ready:
+                time.sleep(1)
+        yield Dashboard(url=url, log=log, database_url=database_url, var_dir=base / "var")
+    finally:
+        _stop(process)
+        lock.close()
+
+
+@pytest.fixture(scope="session")
+def browser(dashboard: Dashboard) -> Iterator[Browser]:
+    assert sync_playwright is not None
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    yield context.new_page()
+    context.close()
+
+
+def screenshot(page: Page, dashboard: Dashboard, name: str) -> None:
+    folder = dashboard.var_dir / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Page, dashboard: Dashboard, name: str, password: str | None = None) -> None:
+    page.goto(f"{dashboard.url}/login")
+    page.fill("#email", f"{name}@example.com")
+    page.fill("#password", password or PASSWORDS[name])
+    page.click("#sign-in")
