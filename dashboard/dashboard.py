@@ -2,7 +2,16 @@
 
 import reflex as rx
 
-from dashboard.pages import login, payment_detail, payments, users
+from dashboard.pages import (
+    analytics,
+    audit,
+    login,
+    payment_detail,
+    payments,
+    refunds,
+    review,
+    users,
+)
 from dashboard.state import AuthState
 
 app = rx.App()
@@ -25,6 +34,30 @@ app.add_page(
     route=users.ROUTE,
     title="Users · Paydesk",
     on_load=[AuthState.check_session, users.UsersState.load],
+)
+app.add_page(
+    review.review_page,
+    route=review.ROUTE,
+    title="Manual review · Paydesk",
+    on_load=[AuthState.check_session, review.ReviewState.load],
+)
+app.add_page(
+    refunds.refunds_page,
+    route=refunds.ROUTE,
+    title="Refunds · Paydesk",
+    on_load=[AuthState.check_session, refunds.RefundsState.load],
+)
+app.add_page(
+    analytics.analytics_page,
+    route=analytics.ROUTE,
+    title="Analytics · Paydesk",
+    on_load=[AuthState.check_session, analytics.AnalyticsState.load],
+)
+app.add_page(
+    audit.audit_page,
+    route=audit.ROUTE,
+    title="Audit log · Paydesk",
+    on_load=[AuthState.check_session, audit.AuditState.load],
 )
 app.add_page(
     login.login_page,

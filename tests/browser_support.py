@@ -177,7 +177,9 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         lock.close()
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API is open it keeps an event loop running
+# in this thread, and later tests that call asyncio.run() would fail.
+@pytest.fixture(scope="module")
 def browser(dashboard: Dashboard) -> Iterator[Browser]:
     assert sync_playwright is not None
     with sync_playwright() as playwright:

@@ -10,6 +10,10 @@ from payments_core.services.permissions import Permission
 # (label, route, permission needed): a page appears in the bar only for roles that hold it.
 NAV_ITEMS: tuple[tuple[str, str, Permission], ...] = (
     ("Payments", "/payments", Permission.VIEW_PAYMENTS),
+    ("Review", "/review", Permission.REVIEW_PROOF),
+    ("Refunds", "/refunds", Permission.REQUEST_REFUND),
+    ("Analytics", "/analytics", Permission.VIEW_ANALYTICS),
+    ("Audit", "/audit", Permission.VIEW_AUDIT),
     ("Users", "/users", Permission.MANAGE_USERS),
 )
 

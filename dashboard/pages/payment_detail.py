@@ -1,9 +1,11 @@
-"""One payment: amounts in its currency, customer, status, and its timeline."""
+"""One payment: amounts in its currency, customer, status, its refunds and its timeline; the
+"Request refund" form for roles that may request one (the handler and the service both check)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import reflex as rx
 from reflex.event import EventSpec
@@ -12,10 +14,18 @@ from sqlmodel import Session
 
 from dashboard.components.nav import layout
 from dashboard.state import LOGIN_ROUTE, AuthState
-from payments_core.db import read_engine
+from payments_core.db import read_engine, transaction
+from payments_core.models import Refund
+from payments_core.money import MoneyError, format_amount, parse_amount
+from payments_core.providers.registry import Adapters
 from payments_core.services.payments import PaymentNotFoundError
-from payments_core.services.permissions import PermissionDenied
+from payments_core.services.permissions import Actor, Permission, PermissionDenied, require
+from payments_core.services.refunds import RefundError, refunds_for_payment, request_and_execute
 from payments_core.services.search import get_payment_view
+
+log = logging.getLogger(__name__)
+# One set of provider adapters per server process, built from the settings on first use.
+ADAPTERS = Adapters()
 
 ROUTE = "/payments/[payment_id]"
 _DETAIL_FIELDS = (
@@ -45,6 +55,22 @@ def _when(value: object) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else ""
 
 
+def refund_row(refund: Refund) -> dict[str, str]:
+    """A refund as the dashboard's tables show it (also used by the refunds page)."""
+    return {
+        "id": refund.id,
+        "payment_id": refund.payment_id,
+        "requested_at": _when(refund.created_at),
+        "amount": format_amount(refund.amount_minor, refund.currency),
+        "status": refund.status,
+        "reason": refund.reason,
+        "note": refund.note or "",
+        "requested_by": refund.requested_by,
+        "decided_by": refund.decided_by or "",
+        "why": refund.rejection_reason or refund.failure_reason or "",
+    }
+
+
 def _change(from_status: str | None, to_status: str | None) -> str:
     if not to_status:
         return ""
@@ -54,22 +80,29 @@ def _change(from_status: str | None, to_status: str | None) -> str:
 class PaymentDetailState(AuthState):
     payment: rx.Field[dict[str, str]] = rx.field({})
     timeline: rx.Field[list[dict[str, str]]] = rx.field([])
+    refunds: rx.Field[list[dict[str, str]]] = rx.field([])
     error: str = ""
+    # The outcome of the last refund request: a refusal, or the new refund's status.
+    refund_error: str = ""
+    refund_notice: str = ""
+    refund_status: str = ""
+    _currency: str = ""
 
-    @rx.event
-    def load(self) -> EventSpec | None:
-        actor = self._actor()
-        if actor is None:
-            return rx.redirect(LOGIN_ROUTE)
-        payment_id = str(self.router.url.path).rstrip("/").rsplit("/", 1)[-1]
-        self.payment, self.timeline = {}, []
+    def _payment_id(self) -> str:
+        return str(self.router.url.path).rstrip("/").rsplit("/", 1)[-1]
+
+    def _fill(self, actor: Actor) -> None:
+        payment_id = self._payment_id()
+        self.payment, self.timeline, self.refunds, self._currency = {}, [], [], ""
         try:
             with Session(read_engine()) as session:
                 view = get_payment_view(session=session, actor=actor, payment_id=payment_id)
+                refunds = refunds_for_payment(session=session, payment_id=view.id)
         except (PaymentNotFoundError, PermissionDenied) as exc:
             self.error = str(exc)
-            return None
+            return
         self.error = ""
+        self._currency = view.currency
         self.payment = {
             key: (
                 _when(getattr(view, key)) if key.endswith("_at") else str(getattr(view, key) or "")
@@ -86,6 +119,54 @@ class PaymentDetailState(AuthState):
             }
             for e in view.timeline
         ]
+        self.refunds = [refund_row(r) for r in refunds]
+
+    @rx.event
+    def load(self) -> EventSpec | None:
+        actor = self._actor()
+        if actor is None:
+            return rx.redirect(LOGIN_ROUTE)
+        self.refund_error = self.refund_notice = self.refund_status = ""
+        self._fill(actor)
+        return None
+
+    @rx.event
+    def request_refund(self, form: dict[str, Any]) -> EventSpec | None:
+        actor = self._actor()
+        if actor is None:
+            return rx.redirect(LOGIN_ROUTE)
+        self.refund_error = self.refund_notice = self.refund_status = ""
+        payment_id = self._payment_id()
+        try:
+            require(actor, Permission.REQUEST_REFUND)
+            if not self._currency:
+                raise RefundError("payment", f"payment {payment_id} is not loaded")
+            try:
+                amount_minor = parse_amount(str(form.get("amount", "")), self._currency)
+            except MoneyError as exc:
+                raise RefundError("amount", str(exc)) from None
+            refund = request_and_execute(
+                transaction=transaction,
+                adapters=ADAPTERS,
+                actor=actor,
+                payment_id=payment_id,
+                amount_minor=amount_minor,
+                currency=self._currency,
+                reason=str(form.get("reason", "")),
+                note=str(form.get("note", "")) or None,
+            )
+        except PermissionDenied as exc:
+            log.warning("refund request refused on payment %s: %s", payment_id, exc)
+            self.refund_error = f"Refused: {exc}"
+            return None
+        except RefundError as exc:
+            self.refund_error = f"Refund refused ({exc.field}): {exc.message}"
+            return None
+        self.refund_status = refund.status
+        self.refund_notice = (
+            f"Refund {refund.id} of {format_amount(refund.amount_minor, refund.currency)}"
+        )
+        self._fill(actor)
         return None
 
 
@@ -102,6 +183,82 @@ def _event(event: ObjectVar[dict[str, str]]) -> rx.Component:
         rx.table.cell(event["change"]),
         rx.table.cell(event["actor"]),
         class_name="timeline-row",
+    )
+
+
+def _refund(refund: ObjectVar[dict[str, str]]) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(refund["requested_at"]),
+        rx.table.cell(refund["id"]),
+        rx.table.cell(refund["amount"], text_align="right"),
+        rx.table.cell(refund["status"], class_name="refund-status"),
+        rx.table.cell(refund["reason"]),
+        rx.table.cell(refund["requested_by"]),
+        rx.table.cell(refund["decided_by"]),
+        rx.table.cell(refund["why"]),
+        class_name="refund-row",
+    )
+
+
+def _refunds_table() -> rx.Component:
+    return rx.table.root(
+        rx.table.header(
+            rx.table.row(
+                *(
+                    rx.table.column_header_cell(h)
+                    for h in (
+                        "Requested (UTC)",
+                        "Refund",
+                        "Amount",
+                        "Status",
+                        "Reason",
+                        "Requested by",
+                        "Decided by",
+                        "Why",
+                    )
+                )
+            )
+        ),
+        rx.table.body(rx.foreach(PaymentDetailState.refunds, _refund)),
+        width="100%",
+        id="refunds",
+    )
+
+
+def _refund_form() -> rx.Component:
+    return rx.form(
+        rx.hstack(
+            rx.input(placeholder="Amount, e.g. 12.50", name="amount", id="refund-amount"),
+            rx.input(placeholder="Reason", name="reason", id="refund-reason", width="16em"),
+            rx.input(placeholder="Note (optional)", name="note", id="refund-note", width="20em"),
+            rx.button("Request refund", type="submit", id="refund-submit"),
+            spacing="3",
+        ),
+        on_submit=PaymentDetailState.request_refund,
+        reset_on_submit=False,
+        id="refund-form",
+    )
+
+
+def _refund_outcome() -> rx.Component:
+    # Outside the permission cond: a refusal is shown whoever triggered it.
+    return rx.fragment(
+        rx.cond(
+            PaymentDetailState.refund_error != "",
+            rx.callout(PaymentDetailState.refund_error, color_scheme="red", id="refund-error"),
+        ),
+        rx.cond(
+            PaymentDetailState.refund_status != "",
+            rx.callout.root(
+                rx.callout.text(
+                    PaymentDetailState.refund_notice,
+                    ": ",
+                    rx.el.span(PaymentDetailState.refund_status, id="refund-result-status"),
+                ),
+                color_scheme="green",
+                id="refund-notice",
+            ),
+        ),
     )
 
 
@@ -126,6 +283,13 @@ def payment_detail_page() -> rx.Component:
                     ),
                     id="payment-fields",
                 ),
+                rx.heading("Refunds", size="4"),
+                rx.cond(
+                    AuthState.permissions.contains(Permission.REQUEST_REFUND.value),
+                    _refund_form(),
+                ),
+                _refund_outcome(),
+                _refunds_table(),
                 rx.heading("Timeline", size="4"),
                 rx.table.root(
                     rx.table.header(

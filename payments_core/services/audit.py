@@ -21,6 +21,7 @@ from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from payments_core.models import GENESIS_HASH, AuditEntry, utcnow
+from payments_core.services.permissions import Actor, Permission, guarded
 
 # Any constant works; it only has to be the same for every writer of the audit log.
 _AUDIT_LOCK_KEY = 0x7061796465736B  # "paydesk"
@@ -186,3 +187,38 @@ def verify_chain(*, session: Session, batch_size: int = 5000) -> ChainReport:
 
 def count_entries(*, session: Session) -> int:
     return session.exec(select(func.count()).select_from(AuditEntry)).one()
+
+
+AUDIT_PAGE_LIMIT = 200
+
+
+@guarded(Permission.VIEW_AUDIT)
+def list_audit_entries(
+    *,
+    session: Session,
+    actor: Actor,
+    by: str | None = None,
+    action: str | None = None,
+    entity: str | None = None,
+    limit: int = AUDIT_PAGE_LIMIT,
+) -> list[AuditEntry]:
+    """The newest entries first, filtered by who acted (part of the name), the action (exact), and
+    the entity (its id, or its type such as ``refund``)."""
+    statement = select(AuditEntry)
+    if by and by.strip():
+        statement = statement.where(col(AuditEntry.actor).contains(by.strip(), autoescape=True))
+    if action and action.strip():
+        statement = statement.where(col(AuditEntry.action) == action.strip())
+    if entity and entity.strip():
+        wanted = entity.strip()
+        statement = statement.where(
+            (col(AuditEntry.entity_id) == wanted) | (col(AuditEntry.entity_type) == wanted)
+        )
+    limit = max(1, min(limit, 1000))
+    return list(session.exec(statement.order_by(col(AuditEntry.seq).desc()).limit(limit)).all())
+
+
+@guarded(Permission.VIEW_AUDIT)
+def check_audit_chain(*, session: Session, actor: Actor) -> ChainReport:
+    """``verify_chain`` for a person who may read the audit log."""
+    return verify_chain(session=session)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Final
 
@@ -389,14 +390,100 @@ def proofs_awaiting_review(*, session: Session) -> list[ManualProof]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ProofToReview:
+    """One proof in the review queue, with what the reviewer compares it to (amounts formatted)."""
+
+    id: str
+    payment_id: str
+    kind: str
+    reference: str
+    amount: str
+    payment_amount: str
+    amount_differs: bool
+    paid_on: date | None
+    notes: str | None
+    recorded_by: str
+    created_at: datetime
+    has_file: bool
+    file_name: str | None
+    content_type: str | None
+    duplicate_of_payment_id: str | None
+
+
+@guarded(Permission.REVIEW_PROOF)
+def review_queue(*, session: Session, actor: Actor) -> list[ProofToReview]:
+    """The proofs awaiting review, oldest first, for someone who may review them."""
+    rows = session.exec(
+        select(ManualProof, Payment)
+        .join(Payment, col(Payment.id) == col(ManualProof.payment_id))
+        .where(col(ManualProof.status) == ProofStatus.PENDING_REVIEW.value)
+        .order_by(col(ManualProof.created_at), col(ManualProof.id))
+    ).all()
+    return [
+        ProofToReview(
+            id=proof.id,
+            payment_id=proof.payment_id,
+            kind=proof.kind,
+            reference=proof.reference,
+            amount=format_amount(proof.amount_minor, proof.currency),
+            payment_amount=format_amount(payment.amount_minor, payment.currency),
+            amount_differs=(proof.amount_minor, proof.currency)
+            != (payment.amount_minor, payment.currency),
+            paid_on=proof.paid_on,
+            notes=proof.notes,
+            recorded_by=proof.recorded_by,
+            created_at=proof.created_at,
+            has_file=proof.file_sha256 is not None,
+            file_name=proof.file_name,
+            content_type=proof.content_type,
+            duplicate_of_payment_id=proof.duplicate_of_payment_id,
+        )
+        for proof, payment in rows
+    ]
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@guarded(Permission.REVIEW_PROOF)
+def read_proof_file(
+    *, session: Session, settings: Settings, actor: Actor, proof_id: str
+) -> tuple[ProofFile, str] | None:
+    """The uploaded file of one proof and its content type, for a reviewer's preview.
+
+    Only a proof's own file is read, found by the proof id: the path comes from the stored hash,
+    never from the caller, and the bytes must still hash to it. None when the proof has no file.
+    """
+    proof = session.get(ManualProof, proof_id)
+    if proof is None:
+        raise ProofError("proof", f"no proof {proof_id}")
+    if proof.file_sha256 is None:
+        return None
+    path = proof_path(proof, settings)
+    if path is None or not _SHA256_HEX.fullmatch(proof.file_sha256):
+        raise ProofError("file", f"proof {proof.id} has an unusable file hash")
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        raise ProofError("file", f"the file of proof {proof.id} is missing from storage") from None
+    content_type = sniff_content_type(content)
+    if hashlib.sha256(content).hexdigest() != proof.file_sha256 or content_type is None:
+        raise ProofError("file", f"the stored file of proof {proof.id} does not match its hash")
+    return ProofFile(proof.file_name or "proof", content), content_type
+
+
 __all__ = [
     "ProofError",
     "ProofFile",
+    "ProofToReview",
     "approve_proof",
     "proofs_awaiting_review",
+    "read_proof_file",
     "record_proof",
     "record_proof_by_staff",
     "reject_proof",
+    "review_queue",
     "sniff_content_type",
     "store_file",
 ]

@@ -142,6 +142,31 @@ def refunds_for_payment(*, session: Session, payment_id: str) -> list[Refund]:
     )
 
 
+# Most rows the history shows at once (newest first).
+HISTORY_LIMIT: Final = 200
+
+
+@guarded(Permission.VIEW_PAYMENTS)
+def recent_refunds(
+    *, session: Session, actor: Actor, status: str | None = None, limit: int = 100
+) -> list[Refund]:
+    """The newest refunds, optionally only those in one ``status`` (the dashboard's history)."""
+    query = select(Refund)
+    if status is not None:
+        known = [s.value for s in RefundStatus]
+        if status not in known:
+            raise RefundError(
+                "status", f"unknown refund status {status!r} (one of {', '.join(known)})"
+            )
+        query = query.where(col(Refund.status) == status)
+    limit = max(1, min(limit, HISTORY_LIMIT))
+    return list(
+        session.exec(
+            query.order_by(col(Refund.created_at).desc(), col(Refund.id).desc()).limit(limit)
+        )
+    )
+
+
 # --- Describing ----------------------------------------------------------------------------------
 
 
@@ -713,12 +738,14 @@ def approve_and_execute(
 
 __all__: Sequence[str] = [
     "EXECUTOR",
+    "HISTORY_LIMIT",
     "STALE_CLAIM",
     "RefundError",
     "RefundNotFoundError",
     "approve_and_execute",
     "approve_refund",
     "execute_refund",
+    "recent_refunds",
     "refund_key",
     "refunds_awaiting_approval",
     "refunds_for_payment",

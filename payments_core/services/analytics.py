@@ -1,0 +1,366 @@
+"""Analytics: success rates, volume, method and currency mix, failure reasons, refunds, disputes.
+
+Every figure is aggregated in SQL over payments *created* in ``[start, end)`` (optionally one
+currency), grouped by UTC day where it is a series: ``date(created_at)`` on SQLite (which stores
+naive UTC text) and ``date(timezone('UTC', created_at))`` on PostgreSQL, so both databases bucket
+the same way whatever the session time zone. pandas only shapes the few grouped rows (pivoting,
+filling days without payments) into ``AnalyticsTable``: plain rows of str/int/float that a chart
+can read and ``to_csv()`` can export.
+
+Definitions (all counts are payments):
+
+* success rate = succeeded / (succeeded + failed + canceled + expired), per provider per day;
+  days where none of those outcomes happened have no point (not 0%).
+* volume = sum of ``amount_minor`` of succeeded payments, per currency, never across currencies;
+  each row carries the exact major-unit text (for chart heights) and the formatted amount.
+  count = every payment created that day.
+* refund rate = refunded / captured amount (per currency) and payments with a refund / captured
+  payments; dispute rate = captured payments with a dispute / captured payments.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pandas as pd  # type: ignore[import-untyped]
+from sqlalchemy import Integer, case, func, select
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, col
+
+from payments_core.models import Dispute, Payment
+from payments_core.money import MoneyError, format_amount, normalize_currency, to_major_decimal
+from payments_core.services.permissions import Actor, Permission, guarded
+from payments_core.status import PaymentStatus
+
+MAX_DAYS = 366
+TOP_FAILURE_REASONS = 10
+OUTCOME_STATUSES = (
+    PaymentStatus.SUCCEEDED,
+    PaymentStatus.FAILED,
+    PaymentStatus.CANCELED,
+    PaymentStatus.EXPIRED,
+)
+
+Cell = str | int | float | None
+
+
+class AnalyticsError(ValueError):
+    """An analytics request the caller asked for wrongly; the message is safe to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsTable:
+    """One chart's numbers: named columns and rows of plain values."""
+
+    name: str
+    columns: tuple[str, ...]
+    rows: tuple[Mapping[str, Cell], ...]
+
+    def column(self, name: str) -> list[Cell]:
+        return [row[name] for row in self.rows]
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        frame = pd.DataFrame(list(self.rows), columns=list(self.columns))
+        frame.to_csv(buffer, index=False, lineterminator="\n")
+        return buffer.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsReport:
+    start: datetime
+    end: datetime
+    currency: str | None
+    success_rate: AnalyticsTable  # day, provider, succeeded, unsuccessful, success_rate
+    daily: AnalyticsTable  # day, currency, count, succeeded, volume_minor, volume_major, volume
+    method_mix: AnalyticsTable  # method, count
+    currency_mix: AnalyticsTable  # currency, count
+    failure_reasons: AnalyticsTable  # failure_reason, count
+    refund_dispute: AnalyticsTable  # currency, captured ..., refund and dispute rates
+
+    @property
+    def tables(self) -> tuple[AnalyticsTable, ...]:
+        return (
+            self.success_rate,
+            self.daily,
+            self.method_mix,
+            self.currency_mix,
+            self.failure_reasons,
+            self.refund_dispute,
+        )
+
+    def table(self, name: str) -> AnalyticsTable:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise AnalyticsError(f"no analytics table {name!r}")
+
+
+def _day(session: Session) -> ColumnElement[Any]:
+    """The UTC calendar day of ``created_at`` as a SQL expression for this database."""
+    created = col(Payment.created_at)
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone("UTC", created))
+    return func.date(created)
+
+
+def _count_where(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return func.sum(case((condition, 1), else_=0), type_=Integer)
+
+
+def _iso_day(value: object) -> str:
+    # SQLite returns 'YYYY-MM-DD' text, PostgreSQL a date.
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def _percent(part: int, whole: int) -> float | None:
+    """``part / whole`` as a percentage with two decimals (a ratio, not money)."""
+    return round(100 * part / whole, 2) if whole else None
+
+
+def _table(name: str, columns: Sequence[str], frame: pd.DataFrame) -> AnalyticsTable:
+    rows = tuple(
+        {c: _plain(record[c]) for c in columns} for record in frame.to_dict(orient="records")
+    )
+    return AnalyticsTable(name=name, columns=tuple(columns), rows=rows)
+
+
+def _plain(value: object) -> Cell:
+    """numpy/pandas scalars as plain Python values (missing values become None)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, str | int | float):
+        return value
+    if hasattr(value, "item"):
+        item = value.item()
+        if isinstance(item, str | int | float):
+            return None if isinstance(item, float) and item != item else item
+    return str(value)
+
+
+def _check_range(start: datetime, end: datetime) -> None:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise AnalyticsError("the date range needs timezone-aware datetimes (UTC)")
+    if end <= start:
+        raise AnalyticsError("the end of the date range must be after its start")
+    if end - start > timedelta(days=MAX_DAYS):
+        raise AnalyticsError(f"the date range may span at most {MAX_DAYS} days")
+
+
+@guarded(Permission.VIEW_ANALYTICS)
+def analytics_report(
+    *,
+    session: Session,
+    actor: Actor,
+    start: datetime,
+    end: datetime,
+    currency: str | None = None,
+) -> AnalyticsReport:
+    """Every analytics table for payments created in ``[start, end)``, optionally one currency."""
+    _check_range(start, end)
+    code: str | None = None
+    if currency:
+        try:
+            code = normalize_currency(currency)
+        except MoneyError as exc:
+            raise AnalyticsError(str(exc)) from exc
+
+    conditions: list[ColumnElement[bool]] = [
+        col(Payment.created_at) >= start,
+        col(Payment.created_at) < end,
+    ]
+    if code:
+        conditions.append(col(Payment.currency) == code)
+    day = _day(session).label("day")
+    first = start.astimezone(UTC).date()
+    days = [
+        (first + timedelta(days=n)).isoformat() for n in range((_last_day(end) - first).days + 1)
+    ]
+
+    return AnalyticsReport(
+        start=start,
+        end=end,
+        currency=code,
+        success_rate=_success_rate(session, day, conditions),
+        daily=_daily(session, day, conditions, days),
+        method_mix=_mix(session, "method_mix", col(Payment.method), "method", conditions),
+        currency_mix=_mix(session, "currency_mix", col(Payment.currency), "currency", conditions),
+        failure_reasons=_failure_reasons(session, conditions),
+        refund_dispute=_refund_dispute(session, conditions),
+    )
+
+
+def _last_day(end: datetime) -> date:
+    """The last UTC day that ``[.., end)`` touches."""
+    utc_end = end.astimezone(UTC)
+    midnight = utc_end.replace(hour=0, minute=0, second=0, microsecond=0)
+    return (utc_end - timedelta(days=1)).date() if utc_end == midnight else utc_end.date()
+
+
+def _success_rate(
+    session: Session, day: ColumnElement[Any], conditions: list[ColumnElement[bool]]
+) -> AnalyticsTable:
+    status = col(Payment.status)
+    unsuccessful = (PaymentStatus.FAILED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED)
+    statement = (
+        select(
+            day,
+            col(Payment.provider).label("provider"),
+            _count_where(status == PaymentStatus.SUCCEEDED).label("succeeded"),
+            _count_where(status.in_([s.value for s in unsuccessful])).label("unsuccessful"),
+        )
+        .where(*conditions, status.in_([s.value for s in OUTCOME_STATUSES]))
+        .group_by(day, col(Payment.provider))
+    )
+    columns = ["day", "provider", "succeeded", "unsuccessful", "success_rate"]
+    frame = pd.DataFrame(
+        [
+            (_iso_day(r.day), r.provider, int(r.succeeded), int(r.unsuccessful))
+            for r in session.execute(statement)
+        ],
+        columns=columns[:4],
+    )
+    frame["success_rate"] = [
+        _percent(s, s + u) for s, u in zip(frame["succeeded"], frame["unsuccessful"], strict=True)
+    ]
+    frame = frame.sort_values(["provider", "day"], kind="stable")
+    return _table("success_rate", columns, frame)
+
+
+def _daily(
+    session: Session,
+    day: ColumnElement[Any],
+    conditions: list[ColumnElement[bool]],
+    days: list[str],
+) -> AnalyticsTable:
+    succeeded = col(Payment.status) == PaymentStatus.SUCCEEDED
+    statement = (
+        select(
+            day,
+            col(Payment.currency).label("currency"),
+            func.count().label("payments"),
+            _count_where(succeeded).label("succeeded"),
+            func.sum(case((succeeded, col(Payment.amount_minor)), else_=0)).label("volume_minor"),
+        )
+        .where(*conditions)
+        .group_by(day, col(Payment.currency))
+    )
+    found = pd.DataFrame(
+        [
+            (_iso_day(r.day), r.currency, int(r.payments), int(r.succeeded), int(r.volume_minor))
+            for r in session.execute(statement)
+        ],
+        columns=["day", "currency", "count", "succeeded", "volume_minor"],
+    )
+    # Every day of the range for every currency seen, so quiet days show as zero.
+    currencies = sorted(found["currency"].unique()) if len(found) else []
+    grid = pd.MultiIndex.from_product([currencies, days], names=["currency", "day"])
+    frame = (
+        found.set_index(["currency", "day"])
+        .reindex(grid, fill_value=0)
+        .reset_index()
+        .astype({"count": "int64", "succeeded": "int64", "volume_minor": "int64"})
+    )
+    frame["volume_major"] = [
+        str(to_major_decimal(int(m), c))
+        for m, c in zip(frame["volume_minor"], frame["currency"], strict=True)
+    ]
+    frame["volume"] = [
+        format_amount(int(m), c)
+        for m, c in zip(frame["volume_minor"], frame["currency"], strict=True)
+    ]
+    columns = ["day", "currency", "count", "succeeded", "volume_minor", "volume_major", "volume"]
+    return _table("daily", columns, frame)
+
+
+def _mix(
+    session: Session,
+    name: str,
+    column: Any,  # a Payment column
+    label: str,
+    conditions: list[ColumnElement[bool]],
+) -> AnalyticsTable:
+    statement = (
+        select(column.label(label), func.count().label("payments"))
+        .where(*conditions)
+        .group_by(column)
+    )
+    frame = pd.DataFrame(
+        [(getattr(r, label), int(r.payments)) for r in session.execute(statement)],
+        columns=[label, "count"],
+    ).sort_values(["count", label], ascending=[False, True], kind="stable")
+    return _table(name, [label, "count"], frame)
+
+
+def _failure_reasons(session: Session, conditions: list[ColumnElement[bool]]) -> AnalyticsTable:
+    reason: Any = col(Payment.failure_reason)
+    payments = func.count().label("payments")
+    statement = (
+        select(reason.label("failure_reason"), payments)
+        .where(*conditions, reason.is_not(None))
+        .group_by(reason)
+        .order_by(payments.desc(), reason)
+        .limit(TOP_FAILURE_REASONS)
+    )
+    frame = pd.DataFrame(
+        [(r.failure_reason, int(r.payments)) for r in session.execute(statement)],
+        columns=["failure_reason", "count"],
+    )
+    return _table("failure_reasons", ["failure_reason", "count"], frame)
+
+
+def _refund_dispute(session: Session, conditions: list[ColumnElement[bool]]) -> AnalyticsTable:
+    disputed = col(Payment.id).in_(select(col(Dispute.payment_id)))
+    statement = (
+        select(
+            col(Payment.currency).label("currency"),
+            func.count().label("captured_payments"),
+            func.sum(col(Payment.captured_minor)).label("captured_minor"),
+            func.sum(col(Payment.refunded_minor)).label("refunded_minor"),
+            _count_where(col(Payment.refunded_minor) > 0).label("refunded_payments"),
+            _count_where(disputed).label("disputed_payments"),
+        )
+        .where(*conditions, col(Payment.captured_minor) > 0)
+        .group_by(col(Payment.currency))
+        .order_by(col(Payment.currency))
+    )
+    records = []
+    for r in session.execute(statement):
+        captured, refunded = int(r.captured_minor), int(r.refunded_minor)
+        payments, refunds, disputes = (
+            int(r.captured_payments),
+            int(r.refunded_payments),
+            int(r.disputed_payments),
+        )
+        records.append(
+            {
+                "currency": r.currency,
+                "captured_payments": payments,
+                "captured": format_amount(captured, r.currency),
+                "refunded": format_amount(refunded, r.currency),
+                "refund_rate_amount": _percent(refunded, captured),
+                "refunded_payments": refunds,
+                "refund_rate_payments": _percent(refunds, payments),
+                "disputed_payments": disputes,
+                "dispute_rate": _percent(disputes, payments),
+            }
+        )
+    columns = [
+        "currency",
+        "captured_payments",
+        "captured",
+        "refunded",
+        "refund_rate_amount",
+        "refunded_payments",
+        "refund_rate_payments",
+        "disputed_payments",
+        "dispute_rate",
+    ]
+    return _table("refund_dispute", columns, pd.DataFrame(records, columns=columns))
+
+
+__all__ = ["AnalyticsError", "AnalyticsReport", "AnalyticsTable", "analytics_report"]
