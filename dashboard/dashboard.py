@@ -5,12 +5,15 @@ import reflex as rx
 from dashboard.pages import (
     analytics,
     audit,
+    disputes,
     login,
+    overview,
     payment_detail,
     payments,
     refunds,
     review,
     users,
+    webhooks,
 )
 from dashboard.state import AuthState
 
@@ -58,6 +61,24 @@ app.add_page(
     route=audit.ROUTE,
     title="Audit log · Paydesk",
     on_load=[AuthState.check_session, audit.AuditState.load],
+)
+app.add_page(
+    disputes.disputes_page,
+    route=disputes.ROUTE,
+    title="Disputes · Paydesk",
+    on_load=[AuthState.check_session, disputes.DisputesState.load],
+)
+app.add_page(
+    overview.overview_page,
+    route=overview.ROUTE,
+    title="Overview · Paydesk",
+    on_load=[AuthState.check_session, overview.OverviewState.load],
+)
+app.add_page(
+    webhooks.webhooks_page,
+    route=webhooks.ROUTE,
+    title="Webhooks · Paydesk",
+    on_load=[AuthState.check_session, webhooks.WebhooksState.load],
 )
 app.add_page(
     login.login_page,

@@ -9,10 +9,13 @@ from payments_core.services.permissions import Permission
 
 # (label, route, permission needed): a page appears in the bar only for roles that hold it.
 NAV_ITEMS: tuple[tuple[str, str, Permission], ...] = (
+    ("Overview", "/overview", Permission.VIEW_PAYMENTS),
     ("Payments", "/payments", Permission.VIEW_PAYMENTS),
     ("Review", "/review", Permission.REVIEW_PROOF),
     ("Refunds", "/refunds", Permission.REQUEST_REFUND),
+    ("Disputes", "/disputes", Permission.MANAGE_DISPUTES),
     ("Analytics", "/analytics", Permission.VIEW_ANALYTICS),
+    ("Webhooks", "/webhooks", Permission.VIEW_PAYMENTS),
     ("Audit", "/audit", Permission.VIEW_AUDIT),
     ("Users", "/users", Permission.MANAGE_USERS),
 )

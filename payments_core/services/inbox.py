@@ -9,6 +9,9 @@ before the provider hears "accepted".
 Refused deliveries are not stored one by one (a flood of forgeries must not grow the database):
 ``record_rejection`` keeps one counter row per provider, reason and hour, and writes one audit
 entry when such a window opens.
+
+``list_inbox`` is the dashboard's read of the inbox: newest first (by id, which grows with
+arrival), optionally one provider and one status, without the raw bodies.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, update
+from sqlalchemy import select as select_columns
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
@@ -29,6 +33,7 @@ from sqlmodel import Session, col, select
 from payments_core.models import InboxStatus, Payment, WebhookEvent, WebhookRejection, utcnow
 from payments_core.providers.base import RejectionReason, VerifiedWebhook
 from payments_core.services.audit import record_audit
+from payments_core.services.permissions import Actor, Permission, guarded
 
 # Headers worth keeping with the raw body (for support and replays); never authorization.
 KEPT_HEADERS = frozenset(
@@ -300,3 +305,70 @@ def inbox_health(*, session: Session, now: datetime | None = None) -> InboxHealt
     ).one()
     age = max(0.0, ((now or utcnow()) - oldest).total_seconds()) if oldest else 0.0
     return InboxHealth(backlog=backlog, oldest_unprocessed_seconds=age, dead=dead)
+
+
+INBOX_PAGE_LIMIT = 200
+INBOX_MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """One inbox row as a person sees it: everything but the raw body and headers."""
+
+    id: int
+    provider: str
+    event_id: str
+    event_type: str
+    verification: str
+    status: str
+    attempts: int
+    last_error: str | None
+    received_at: datetime
+    payment_id: str | None
+
+
+@guarded(Permission.VIEW_PAYMENTS)
+def list_inbox(
+    *,
+    session: Session,
+    actor: Actor,
+    provider: str | None = None,
+    status: str | None = None,
+    limit: int = INBOX_PAGE_LIMIT,
+) -> list[InboxEntry]:
+    """The newest ``limit`` deliveries (at most ``INBOX_MAX_LIMIT``), optionally filtered."""
+    # Named columns only: the raw bodies stay in the database.
+    statement = select_columns(
+        col(WebhookEvent.id),
+        col(WebhookEvent.provider),
+        col(WebhookEvent.event_id),
+        col(WebhookEvent.event_type),
+        col(WebhookEvent.verification),
+        col(WebhookEvent.status),
+        col(WebhookEvent.attempts),
+        col(WebhookEvent.last_error),
+        col(WebhookEvent.received_at),
+        col(WebhookEvent.payment_id),
+    )
+    if provider:
+        statement = statement.where(col(WebhookEvent.provider) == provider)
+    if status:
+        statement = statement.where(col(WebhookEvent.status) == status)
+    statement = statement.order_by(col(WebhookEvent.id).desc()).limit(
+        max(1, min(limit, INBOX_MAX_LIMIT))
+    )
+    return [
+        InboxEntry(
+            id=row[0],
+            provider=row[1],
+            event_id=row[2],
+            event_type=row[3],
+            verification=row[4],
+            status=row[5],
+            attempts=row[6],
+            last_error=row[7],
+            received_at=row[8],
+            payment_id=row[9],
+        )
+        for row in session.execute(statement)
+    ]

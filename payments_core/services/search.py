@@ -6,40 +6,79 @@ customer email and customer phone, each *exactly or by prefix*. A prefix is a ha
 those columns has, on SQLite (BINARY collation) and on PostgreSQL alike. It is exactly "starts
 with" under a bytewise collation (SQLite always; PostgreSQL with ``C``/``C.UTF-8``).
 
-Results are newest first, ordered by ``(created_at, id)``, and paged by keyset: the cursor is the
-last row's key, base64url-encoded JSON, opaque to callers. A page never costs more than ``limit+1``
+Results are newest first, ordered by ``(created_at, id)``, or by ``(amount_minor, id)`` when asked,
+and paged by keyset: the cursor is the sort name plus the last row's key, base64url-encoded JSON,
+opaque to callers (a cursor of another sort is refused). A page never costs more than ``limit+1``
 rows however deep it is. Rows carry display strings (formatted amounts), so the UI does no money
-arithmetic.
+arithmetic. ``export_payments_csv`` walks the same keyset in batches, so an export of any size
+runs in constant memory.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import csv
+import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import and_, literal, or_, tuple_
+from sqlalchemy import BigInteger, and_, literal, or_, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from payments_core.models import Payment, PaymentEvent
 from payments_core.models._types import UTCDateTime
 from payments_core.money import MoneyError, format_amount, normalize_currency
-from payments_core.providers.base import ProviderName
+from payments_core.providers.base import PaymentMethod, ProviderName
 from payments_core.services.payments import PaymentNotFoundError
 from payments_core.services.permissions import Actor, Permission, guarded
 from payments_core.status import PaymentStatus
 
 MAX_LIMIT = 200
+EXPORT_BATCH = 500
 PROVIDERS: tuple[str, ...] = tuple(p.value for p in ProviderName)
 STATUSES: tuple[str, ...] = tuple(s.value for s in PaymentStatus)
+METHODS: tuple[str, ...] = tuple(m.value for m in PaymentMethod)
+# Sort name -> (key column, descending). The key column is paired with ``id`` for the keyset.
+SORTS: dict[str, tuple[str, bool]] = {
+    "newest": ("created_at", True),
+    "oldest": ("created_at", False),
+    "amount_desc": ("amount_minor", True),
+    "amount_asc": ("amount_minor", False),
+}
+_BAD_CURSOR = "this page link is not valid any more; start the search again"
 
 
 class SearchError(ValueError):
     """A search the caller asked for wrongly; the message is safe to show."""
+
+
+class PaymentFilters(TypedDict, total=False):
+    """What ``search_payments`` and ``export_payments_csv`` filter and sort by; all optional.
+
+    ``created_from`` is inclusive and ``created_to`` exclusive (both timezone-aware).
+    ``amount_min``/``amount_max`` are inclusive minor units and need ``currency``: minor units
+    of different currencies are not comparable.
+    """
+
+    text: str | None
+    provider: str | None
+    status: str | None
+    method: str | None
+    currency: str | None
+    created_from: datetime | None
+    created_to: datetime | None
+    amount_min: int | None
+    amount_max: int | None
+    refunded: bool
+    disputed: bool
+    flagged: bool
+    min_risk_score: int | None
+    sort: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +94,13 @@ class PaymentRow:
     status: str
     currency: str
     amount: str  # formatted, e.g. "1,234.56 CHF"
+    amount_minor: int
+    refunded: str
+    refunded_minor: int
+    disputed: str
+    disputed_minor: int
+    risk_score: int
+    review_reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,20 +109,32 @@ class Page:
     next_cursor: str | None  # None on the last page
 
 
-def encode_cursor(created_at: datetime, payment_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), payment_id], separators=(",", ":")).encode()
+def encode_cursor(sort: str, key: datetime | int, payment_id: str) -> str:
+    """The opaque cursor after a row: the sort it belongs to, its sort key and its id."""
+    value = key.isoformat() if isinstance(key, datetime) else key
+    raw = json.dumps([sort, value, payment_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str, sort: str) -> tuple[datetime | int, str]:
+    """The (sort key, id) in ``cursor``; a cursor of another sort order is refused."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, payment_id = json.loads(raw)
-        created_at = datetime.fromisoformat(at)
+        cursor_sort, value, payment_id = json.loads(raw)
     except (binascii.Error, ValueError, TypeError) as exc:
-        raise SearchError("this page link is not valid any more; start the search again") from exc
-    if created_at.tzinfo is None or not isinstance(payment_id, str):
-        raise SearchError("this page link is not valid any more; start the search again")
+        raise SearchError(_BAD_CURSOR) from exc
+    if cursor_sort != sort or not isinstance(payment_id, str):
+        raise SearchError(_BAD_CURSOR)
+    if SORTS[sort][0] == "amount_minor":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SearchError(_BAD_CURSOR)
+        return value, payment_id
+    try:
+        created_at = datetime.fromisoformat(value)
+    except (ValueError, TypeError) as exc:
+        raise SearchError(_BAD_CURSOR) from exc
+    if created_at.tzinfo is None:
+        raise SearchError(_BAD_CURSOR)
     return created_at, payment_id
 
 
@@ -111,7 +169,115 @@ def _row(payment: Payment) -> PaymentRow:
         status=payment.status,
         currency=payment.currency,
         amount=format_amount(payment.amount_minor, payment.currency),
+        amount_minor=payment.amount_minor,
+        refunded=format_amount(payment.refunded_minor, payment.currency),
+        refunded_minor=payment.refunded_minor,
+        disputed=format_amount(payment.disputed_minor, payment.currency),
+        disputed_minor=payment.disputed_minor,
+        risk_score=payment.risk_score,
+        review_reason=payment.review_reason,
     )
+
+
+def _one_of(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise SearchError(f"unknown {what} {value!r}; one of: {', '.join(allowed)}")
+    return value
+
+
+def _aware(value: datetime, what: str) -> datetime:
+    if value.tzinfo is None:
+        raise SearchError(f"the {what} date needs a time zone")
+    return value
+
+
+def _conditions(filters: PaymentFilters) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of ``filters``; a wrong filter raises ``SearchError``."""
+    where: list[ColumnElement[bool]] = []
+    text = (filters.get("text") or "").strip()
+    if text:
+        where.append(_text_condition(text))
+    if provider := filters.get("provider"):
+        where.append(col(Payment.provider) == _one_of(provider, PROVIDERS, "provider"))
+    if status := filters.get("status"):
+        where.append(col(Payment.status) == _one_of(status, STATUSES, "status"))
+    if method := filters.get("method"):
+        where.append(col(Payment.method) == _one_of(method, METHODS, "method"))
+    if currency := filters.get("currency"):
+        try:
+            where.append(col(Payment.currency) == normalize_currency(currency))
+        except MoneyError as exc:
+            raise SearchError(str(exc)) from exc
+    created_from, created_to = filters.get("created_from"), filters.get("created_to")
+    if created_from is not None:
+        where.append(col(Payment.created_at) >= _aware(created_from, "from"))
+    if created_to is not None:
+        where.append(col(Payment.created_at) < _aware(created_to, "to"))
+    if created_from is not None and created_to is not None and created_from >= created_to:
+        raise SearchError("the 'from' date must be before the 'to' date")
+    amount_min, amount_max = filters.get("amount_min"), filters.get("amount_max")
+    if (amount_min is not None or amount_max is not None) and not currency:
+        raise SearchError("choose a currency to filter by amount")
+    for bound in (amount_min, amount_max):
+        if bound is not None and bound < 0:
+            raise SearchError("amounts in a filter must not be negative")
+    if amount_min is not None and amount_max is not None and amount_min > amount_max:
+        raise SearchError("the minimum amount is above the maximum amount")
+    if amount_min is not None:
+        where.append(col(Payment.amount_minor) >= amount_min)
+    if amount_max is not None:
+        where.append(col(Payment.amount_minor) <= amount_max)
+    if filters.get("refunded"):
+        where.append(col(Payment.refunded_minor) > 0)
+    if filters.get("disputed"):
+        where.append(col(Payment.disputed_minor) > 0)
+    if filters.get("flagged"):
+        where.append(col(Payment.review_reason).is_not(None))
+    min_risk = filters.get("min_risk_score")
+    if min_risk is not None:
+        if min_risk < 0:
+            raise SearchError("the minimum risk score must not be negative")
+        where.append(col(Payment.risk_score) >= min_risk)
+    return where
+
+
+def _sort(filters: PaymentFilters) -> str:
+    sort = filters.get("sort") or "newest"
+    if sort not in SORTS:
+        raise SearchError(f"unknown sort {sort!r}; one of: {', '.join(SORTS)}")
+    return sort
+
+
+def _page(
+    session: Session,
+    where: list[ColumnElement[bool]],
+    sort: str,
+    after: str | None,
+    limit: int,
+) -> Page:
+    """One keyset page: rows after the cursor ``after`` in ``sort`` order, at most ``limit``."""
+    key_name, descending = SORTS[sort]
+    key_column = col(Payment.created_at) if key_name == "created_at" else col(Payment.amount_minor)
+    statement = select(Payment).where(*where)
+    if after:
+        key, payment_id = decode_cursor(after, sort)
+        key_type = UTCDateTime() if isinstance(key, datetime) else BigInteger()
+        row_key = tuple_(key_column, col(Payment.id))
+        cursor_key = tuple_(literal(key, key_type), literal(payment_id))
+        statement = statement.where(row_key < cursor_key if descending else row_key > cursor_key)
+    if descending:
+        statement = statement.order_by(key_column.desc(), col(Payment.id).desc())
+    else:
+        statement = statement.order_by(key_column.asc(), col(Payment.id).asc())
+    payments = list(session.exec(statement.limit(limit + 1)))
+    more = len(payments) > limit
+    payments = payments[:limit]
+    next_cursor = None
+    if more and payments:
+        last = payments[-1]
+        key_value = last.created_at if key_name == "created_at" else last.amount_minor
+        next_cursor = encode_cursor(sort, key_value, last.id)
+    return Page(rows=[_row(p) for p in payments], next_cursor=next_cursor)
 
 
 @guarded(Permission.VIEW_PAYMENTS)
@@ -119,54 +285,105 @@ def search_payments(
     *,
     session: Session,
     actor: Actor,
-    text: str | None = None,
-    provider: str | None = None,
-    status: str | None = None,
-    currency: str | None = None,
     after: str | None = None,
     limit: int = 50,
+    **filters: Unpack[PaymentFilters],
 ) -> Page:
-    """One page of payments matching ``text`` and the filters, newest first.
+    """One page of payments matching the filters (see ``PaymentFilters``), newest first unless
+    ``sort`` says otherwise.
 
-    ``after`` is the ``next_cursor`` of the previous page. Unknown filter values raise
-    ``SearchError`` rather than silently matching nothing.
+    ``after`` is the ``next_cursor`` of the previous page with the same filters and sort.
+    Unknown filter values raise ``SearchError`` rather than silently matching nothing.
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise SearchError(f"page size must be between 1 and {MAX_LIMIT}")
-    statement = select(Payment)
-    text = (text or "").strip()
-    if text:
-        statement = statement.where(_text_condition(text))
-    if provider:
-        if provider not in PROVIDERS:
-            raise SearchError(f"unknown provider {provider!r}; one of: {', '.join(PROVIDERS)}")
-        statement = statement.where(col(Payment.provider) == provider)
-    if status:
-        if status not in STATUSES:
-            raise SearchError(f"unknown status {status!r}; one of: {', '.join(STATUSES)}")
-        statement = statement.where(col(Payment.status) == status)
-    if currency:
-        try:
-            code = normalize_currency(currency)
-        except MoneyError as exc:
-            raise SearchError(str(exc)) from exc
-        statement = statement.where(col(Payment.currency) == code)
-    if after:
-        created_at, payment_id = decode_cursor(after)
-        statement = statement.where(
-            tuple_(col(Payment.created_at), col(Payment.id))
-            < tuple_(literal(created_at, UTCDateTime()), literal(payment_id))
-        )
-    statement = statement.order_by(col(Payment.created_at).desc(), col(Payment.id).desc()).limit(
-        limit + 1
-    )
-    payments = list(session.exec(statement))
-    more = len(payments) > limit
-    payments = payments[:limit]
-    next_cursor = (
-        encode_cursor(payments[-1].created_at, payments[-1].id) if more and payments else None
-    )
-    return Page(rows=[_row(p) for p in payments], next_cursor=next_cursor)
+    return _page(session, _conditions(filters), _sort(filters), after, limit)
+
+
+EXPORT_COLUMNS = (
+    "payment_id",
+    "created_at",
+    "provider",
+    "method",
+    "status",
+    "provider_reference",
+    "host_reference",
+    "customer_email",
+    "customer_phone",
+    "amount",
+    "amount_minor",
+    "currency",
+    "refunded_minor",
+    "disputed_minor",
+    "risk_score",
+    "review_reason",
+)
+
+
+def _cell(value: str | None) -> str:
+    """Text as a spreadsheet shows it, never as a formula (customer data is untrusted)."""
+    text = value or ""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _csv_line(values: list[str | int]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
+
+
+@guarded(Permission.VIEW_PAYMENTS)
+def export_payments_csv(
+    *,
+    session: Session,
+    actor: Actor,
+    batch_size: int = EXPORT_BATCH,
+    **filters: Unpack[PaymentFilters],
+) -> Iterator[str]:
+    """CSV lines (header first) of every payment matching ``filters``, in their sort order.
+
+    The permission and the filters are checked when called, before the first line; rows are read
+    in keyset batches of ``batch_size``, so memory stays constant however many rows match. The
+    caller keeps ``session`` open while iterating.
+    """
+    if not 1 <= batch_size <= 10_000:
+        raise SearchError("export batch size must be between 1 and 10000")
+    where, sort = _conditions(filters), _sort(filters)
+    return _export_lines(session, where, sort, batch_size)
+
+
+def _export_lines(
+    session: Session, where: list[ColumnElement[bool]], sort: str, batch_size: int
+) -> Iterator[str]:
+    yield _csv_line(list(EXPORT_COLUMNS))
+    cursor: str | None = None
+    while True:
+        page = _page(session, where, sort, cursor, batch_size)
+        for r in page.rows:
+            yield _csv_line(
+                [
+                    r.id,
+                    r.created_at.isoformat(),
+                    r.provider,
+                    r.method,
+                    r.status,
+                    _cell(r.provider_reference),
+                    _cell(r.host_reference),
+                    _cell(r.customer_email),
+                    _cell(r.customer_phone),
+                    format_amount(r.amount_minor, r.currency, with_code=False),
+                    r.amount_minor,
+                    r.currency,
+                    r.refunded_minor,
+                    r.disputed_minor,
+                    r.risk_score,
+                    _cell(r.review_reason),
+                ]
+            )
+        if page.next_cursor is None:
+            return
+        session.expunge_all()  # the identity map would otherwise hold every row read so far
+        cursor = page.next_cursor
 
 
 # --- One payment -------------------------------------------------------------------------------
@@ -264,13 +481,18 @@ def get_payment_view(*, session: Session, actor: Actor, payment_id: str) -> Paym
 
 
 __all__ = [
+    "EXPORT_COLUMNS",
+    "METHODS",
     "PROVIDERS",
+    "SORTS",
     "STATUSES",
     "Page",
+    "PaymentFilters",
     "PaymentRow",
     "PaymentView",
     "SearchError",
     "TimelineEntry",
+    "export_payments_csv",
     "get_payment_view",
     "search_payments",
 ]

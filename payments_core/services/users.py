@@ -13,8 +13,8 @@ A session is a random token handed to the browser once; the database keeps only 
 session is unexpired, unrevoked and its user active; it reads the role each time, so a role change
 or a disabled account takes effect on the next request.
 
-Managing people (``add_user``, ``disable_user``, ``enable_user``, ``set_role``) needs
-``Permission.MANAGE_USERS``. An admin cannot disable or demote themselves, and the last active
+Managing people (``list_users``, ``add_user``, ``disable_user``, ``enable_user``, ``set_role``)
+needs ``Permission.MANAGE_USERS``. An admin cannot disable or demote themselves, and the last active
 admin can be neither disabled nor demoted, so there is always someone who can manage users. Every
 change is audited with before/after. ``create_user`` stays unguarded: the CLI and ``paydesk dev``
 bootstrap the first admin with it.
@@ -356,6 +356,16 @@ def _audit_user(
         before=before,
         after=_state(user) | extra,
         at=at,
+    )
+
+
+@guarded(Permission.MANAGE_USERS)
+def list_users(*, session: Session, actor: Actor) -> list[AppUser]:
+    """Every user, admins first, then by email (for the admin's users page)."""
+    return list(
+        session.exec(
+            select(AppUser).order_by(col(AppUser.role) != Role.ADMIN.value, col(AppUser.email))
+        ).all()
     )
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from factories import make_payment
@@ -12,7 +16,12 @@ from sqlmodel import Session
 from payments_core.models import Role
 from payments_core.services.payments import PaymentNotFoundError, add_timeline_event
 from payments_core.services.permissions import Actor
-from payments_core.services.search import SearchError, get_payment_view, search_payments
+from payments_core.services.search import (
+    SearchError,
+    export_payments_csv,
+    get_payment_view,
+    search_payments,
+)
 
 ANALYST = Actor(name="analyst@example.com", role=Role.ANALYST)
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -164,3 +173,178 @@ def test_payment_view_has_formatted_amounts_and_timeline(engine: Engine) -> None
         assert view.timeline[1].to_status == "succeeded"
         with pytest.raises(PaymentNotFoundError):
             get_payment_view(session=session, actor=ANALYST, payment_id="pay_missing")
+
+
+# --- Filters, sort orders and the CSV export -----------------------------------------------------
+
+
+@pytest.fixture
+def varied(engine: Engine) -> None:
+    """Six payments, each standing out in one way; amounts repeat so the sort needs the id."""
+    rows = [
+        # id, method, currency, amount, refunded, disputed, flagged, risk, minutes after T0
+        ("pay_v1", "card", "CHF", 5000, 0, 0, False, 0, 0),
+        ("pay_v2", "twint", "CHF", 1000, 500, 0, False, 0, 10),
+        ("pay_v3", "card", "CHF", 5000, 0, 5000, False, 0, 20),
+        ("pay_v4", "bank_transfer", "EUR", 2500, 0, 0, True, 80, 30),
+        ("pay_v5", "card", "EUR", 9000, 0, 0, False, 40, 40),
+        ("pay_v6", "card", "CHF", 250, 0, 0, False, 0, 50),
+    ]
+    with Session(engine) as session, session.begin():
+        for pid, method, currency, amount, refunded, disputed, flagged, risk, minutes in rows:
+            make_payment(
+                session,
+                id=pid,
+                method=method,
+                currency=currency,
+                amount_minor=amount,
+                captured_minor=amount,
+                refunded_minor=refunded,
+                disputed_minor=disputed,
+                review_reason="amount mismatch" if flagged else None,
+                risk_score=risk,
+                status="succeeded",
+                customer_email=f"{pid}@example.com" if pid != "pay_v6" else "=cmd@example.com",
+                created_at=T0 + timedelta(minutes=minutes),
+            )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"method": "card"}, ["pay_v6", "pay_v5", "pay_v3", "pay_v1"]),
+        (
+            {"created_from": T0 + timedelta(minutes=10)},
+            ["pay_v6", "pay_v5", "pay_v4", "pay_v3", "pay_v2"],
+        ),
+        ({"created_to": T0 + timedelta(minutes=20)}, ["pay_v2", "pay_v1"]),  # exclusive
+        (
+            {"created_from": T0 + timedelta(minutes=10), "created_to": T0 + timedelta(minutes=30)},
+            ["pay_v3", "pay_v2"],
+        ),
+        ({"currency": "CHF", "amount_min": 1000}, ["pay_v3", "pay_v2", "pay_v1"]),
+        ({"currency": "CHF", "amount_max": 1000}, ["pay_v6", "pay_v2"]),  # inclusive
+        ({"currency": "chf", "amount_min": 1000, "amount_max": 1000}, ["pay_v2"]),
+        ({"refunded": True}, ["pay_v2"]),
+        ({"disputed": True}, ["pay_v3"]),
+        ({"flagged": True}, ["pay_v4"]),
+        ({"min_risk_score": 40}, ["pay_v5", "pay_v4"]),
+        ({"min_risk_score": 81}, []),
+        ({"refunded": False, "method": "twint"}, ["pay_v2"]),  # False means "don't filter"
+    ],
+)
+def test_each_filter_narrows_the_rows(
+    engine: Engine, varied: None, kwargs: dict[str, object], expected: list[str]
+) -> None:
+    assert _search(engine, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"method": "cheque"}, "unknown method"),
+        ({"amount_min": 100}, "choose a currency"),
+        ({"currency": "CHF", "amount_min": 200, "amount_max": 100}, "above the maximum"),
+        ({"currency": "CHF", "amount_min": -1}, "negative"),
+        ({"created_from": T0, "created_to": T0}, "before"),
+        ({"created_from": datetime(2025, 1, 1)}, "time zone"),
+        ({"min_risk_score": -1}, "negative"),
+        ({"sort": "random"}, "unknown sort"),
+    ],
+)
+def test_bad_filters_are_readable_errors(
+    engine: Engine, varied: None, kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(SearchError, match=message):
+        _search(engine, **kwargs)
+
+
+def _all_pages(engine: Engine, limit: int, **kwargs: object) -> tuple[list[str], int]:
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    with Session(engine) as session:
+        while True:
+            page = search_payments(
+                session=session,
+                actor=ANALYST,
+                after=cursor,
+                limit=limit,
+                **kwargs,  # type: ignore[arg-type]
+            )
+            seen += [r.id for r in page.rows]
+            pages += 1
+            cursor = page.next_cursor
+            if cursor is None:
+                return seen, pages
+
+
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("newest", ["pay_v6", "pay_v5", "pay_v4", "pay_v3", "pay_v2", "pay_v1"]),
+        ("oldest", ["pay_v1", "pay_v2", "pay_v3", "pay_v4", "pay_v5", "pay_v6"]),
+        # pay_v1 and pay_v3 share 5000: the id breaks the tie, in the sort's direction.
+        ("amount_asc", ["pay_v6", "pay_v2", "pay_v4", "pay_v1", "pay_v3", "pay_v5"]),
+        ("amount_desc", ["pay_v5", "pay_v3", "pay_v1", "pay_v4", "pay_v2", "pay_v6"]),
+    ],
+)
+@pytest.mark.parametrize("limit", [1, 2, 4, 50])
+def test_sorted_keyset_pages_cover_everything_once(
+    engine: Engine, varied: None, sort: str, expected: list[str], limit: int
+) -> None:
+    seen, pages = _all_pages(engine, limit, sort=sort)
+    assert seen == expected
+    assert pages == -(-len(expected) // limit)
+
+
+def test_sorted_pages_keep_their_filters(engine: Engine, varied: None) -> None:
+    seen, _ = _all_pages(engine, 1, sort="amount_desc", currency="CHF", amount_min=1000)
+    assert seen == ["pay_v3", "pay_v1", "pay_v2"]
+
+
+def test_a_cursor_of_another_sort_is_refused(engine: Engine, varied: None) -> None:
+    with Session(engine) as session:
+        first = search_payments(session=session, actor=ANALYST, sort="amount_asc", limit=1)
+        assert first.next_cursor is not None
+        with pytest.raises(SearchError, match="not valid"):
+            search_payments(session=session, actor=ANALYST, after=first.next_cursor, limit=1)
+
+
+def test_export_streams_csv_in_batches_matching_the_search(
+    engine: Engine, varied: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from payments_core.services import search
+
+    batches: list[int] = []
+    real_page = search._page
+
+    def counting_page(*args: Any, **kwargs: Any) -> search.Page:
+        page = real_page(*args, **kwargs)
+        batches.append(len(page.rows))
+        return page
+
+    monkeypatch.setattr(search, "_page", counting_page)
+    with Session(engine) as session:
+        lines = export_payments_csv(
+            session=session, actor=ANALYST, batch_size=2, sort="amount_desc", currency="CHF"
+        )
+        assert isinstance(lines, Iterator) and not isinstance(lines, list | tuple)
+        assert batches == []  # nothing is read before the first line is asked for
+        header = next(lines)
+        rest = list(lines)
+    assert batches == [2, 2]  # keyset batches of batch_size, the last one short
+    expected = _search(engine, sort="amount_desc", currency="CHF")
+    rows = list(csv.DictReader(io.StringIO(header + "".join(rest))))
+    assert [r["payment_id"] for r in rows] == expected == ["pay_v3", "pay_v1", "pay_v2", "pay_v6"]
+    first = rows[0]
+    assert (first["amount"], first["amount_minor"], first["currency"]) == ("50.00", "5000", "CHF")
+    assert first["disputed_minor"] == "5000"
+    assert rows[3]["customer_email"] == "'=cmd@example.com"  # never a spreadsheet formula
+
+
+def test_export_checks_its_filters_when_called_not_when_iterated(
+    engine: Engine, varied: None
+) -> None:
+    with Session(engine) as session, pytest.raises(SearchError, match="choose a currency"):
+        export_payments_csv(session=session, actor=ANALYST, amount_min=1)

@@ -36,7 +36,7 @@ from webhook_support import (
 )
 
 from payments_core.config import get_settings
-from payments_core.db import dispose_engines
+from payments_core.db import dispose_engines, read_engine
 from payments_core.models import Payment, PaymentEvent, WebhookEvent
 from payments_core.providers import dummy
 from payments_core.providers import stripe as stripe_provider
@@ -177,7 +177,9 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice(
             assert answer.status_code == 200
 
     def processed() -> int:
-        with Session(engine) as session:
+        # A reading transaction (deferred BEGIN on SQLite): it never waits for the worker's write
+        # lock, so the kill comes while the worker is busy.
+        with Session(read_engine(engine)) as session:
             return len(
                 session.exec(
                     select(WebhookEvent.id).where(col(WebhookEvent.status) == "processed")
