@@ -933,7 +933,11 @@ def dev_services(*, dashboard: bool = True) -> list[Service]:
         port = _port_from_env("DASHBOARD_PORT", DEFAULT_DASHBOARD_PORT)
         backend_port = _port_from_env("DASHBOARD_BACKEND_PORT", DEFAULT_DASHBOARD_BACKEND_PORT)
         reflex = [sys.executable, "-m", "reflex", "run", "--env", "dev"]
-        ports = ["--frontend-port", str(port), "--backend-port", str(backend_port)]
+        # The backend on loopback only (Reflex's default is every interface).
+        ports = [
+            "--frontend-port", str(port), "--backend-port", str(backend_port),
+            "--backend-host", "127.0.0.1",
+        ]  # fmt: skip
         # Run where rxconfig.py is, whatever the current directory.
         services.append(
             Service("dashboard", [*reflex, *ports], f"http://127.0.0.1:{port}", cwd=PROJECT_ROOT)

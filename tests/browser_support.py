@@ -146,7 +146,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     with log.open("w") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "reflex", "run", "--env", "dev",
-             "--frontend-port", str(port), "--backend-port", str(backend_port)],
+             "--frontend-port", str(port), "--backend-port", str(backend_port),
+             "--backend-host", "127.0.0.1"],
             cwd=ROOT,
             env=env,
             stdout=output,

@@ -156,6 +156,8 @@ def test_dev_services_start_the_dashboard_on_configured_ports(
     names = {s.name: s for s in dev_services()}
     dashboard = names["dashboard"]
     assert dashboard.url == "http://127.0.0.1:3105"
-    assert dashboard.command[-4:] == ["--frontend-port", "3105", "--backend-port", "8105"]
+    assert dashboard.command[-6:] == [
+        "--frontend-port", "3105", "--backend-port", "8105", "--backend-host", "127.0.0.1"
+    ]  # fmt: skip
     assert dashboard.cwd is not None and (dashboard.cwd / "rxconfig.py").exists()
     assert [s.name for s in dev_services(dashboard=False)] == ["webhook server"]
