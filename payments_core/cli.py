@@ -620,13 +620,7 @@ def user_disable(email: str, actor: ActorOption) -> None:
     """Disable a user (an admin acting): their sessions end at once."""
     from payments_core.services.users import disable_user
 
-    who = _actor(actor)
-
-    def run() -> Any:
-        with transaction() as session:
-            return disable_user(session=session, actor=who, email=email)
-
-    user = _guarded_call(run)
+    user = _in_transaction(disable_user, actor=_actor(actor), email=email)
     console.print(f"disabled {user.email}", highlight=False)
 
 
@@ -635,13 +629,7 @@ def user_enable(email: str, actor: ActorOption) -> None:
     """Enable a disabled or locked-out user again (an admin acting)."""
     from payments_core.services.users import enable_user
 
-    who = _actor(actor)
-
-    def run() -> Any:
-        with transaction() as session:
-            return enable_user(session=session, actor=who, email=email)
-
-    user = _guarded_call(run)
+    user = _in_transaction(enable_user, actor=_actor(actor), email=email)
     console.print(f"enabled {user.email}", highlight=False)
 
 
@@ -650,13 +638,7 @@ def user_set_role(email: str, role: str, actor: ActorOption) -> None:
     """Change a user's role: analyst, finance, manager or admin (an admin acting)."""
     from payments_core.services.users import set_role
 
-    who = _actor(actor)
-
-    def run() -> Any:
-        with transaction() as session:
-            return set_role(session=session, actor=who, email=email, role=role)
-
-    user = _guarded_call(run)
+    user = _in_transaction(set_role, actor=_actor(actor), email=email, role=role)
     console.print(f"{user.email} is now {user.role}", highlight=False)
 
 
@@ -698,6 +680,16 @@ def _guarded_call(call: Callable[[], _T]) -> _T:
         return call()
     except refusals as exc:
         _refused(exc)
+
+
+def _in_transaction(service: Callable[..., _T], **kwargs: Any) -> _T:
+    """``service(session=..., **kwargs)`` in one transaction, refusals as one-line errors."""
+
+    def run() -> _T:
+        with transaction() as session:
+            return service(session=session, **kwargs)
+
+    return _guarded_call(run)
 
 
 def _refund_line(refund: Refund) -> str:
@@ -772,13 +764,8 @@ def refunds_reject(
     """Reject a refund waiting for a manager; the reason is required."""
     from payments_core.services.refunds import reject_refund
 
-    who = _actor(actor)
-
-    def reject() -> Refund:
-        with transaction() as session:
-            return reject_refund(session=session, actor=who, refund_id=refund_id, reason=reason)
-
-    console.print(_refund_line(_guarded_call(reject)), highlight=False)
+    refund = _in_transaction(reject_refund, actor=_actor(actor), refund_id=refund_id, reason=reason)
+    console.print(_refund_line(refund), highlight=False)
 
 
 @refunds_app.command("pending")
@@ -801,13 +788,7 @@ def proofs_approve(proof_id: str, actor: ActorOption) -> None:
     """Approve a proof (never one you recorded): the payment succeeds."""
     from payments_core.services.proofs import approve_proof
 
-    who = _actor(actor)
-
-    def approve() -> ManualProof:
-        with transaction() as session:
-            return approve_proof(session=session, actor=who, proof_id=proof_id)
-
-    proof = _guarded_call(approve)
+    proof = _in_transaction(approve_proof, actor=_actor(actor), proof_id=proof_id)
     console.print(f"proof {proof.id} approved: payment {proof.payment_id}", highlight=False)
 
 
@@ -820,13 +801,7 @@ def proofs_reject(
     """Reject a proof; the reason is required and the payment stays pending."""
     from payments_core.services.proofs import reject_proof
 
-    who = _actor(actor)
-
-    def reject() -> ManualProof:
-        with transaction() as session:
-            return reject_proof(session=session, actor=who, proof_id=proof_id, reason=reason)
-
-    proof = _guarded_call(reject)
+    proof = _in_transaction(reject_proof, actor=_actor(actor), proof_id=proof_id, reason=reason)
     console.print(f"proof {proof.id} rejected: {proof.review_reason}", highlight=False)
 
 
@@ -838,20 +813,13 @@ def statements_import(
     """Import a bank statement (CSV or CAMT.053): exact matches become proofs awaiting review."""
     from payments_core.services.statements import import_statement
 
-    who = _actor(actor)
-    content = path.read_bytes()
-
-    def run() -> Any:
-        with transaction() as session:
-            return import_statement(
-                session=session,
-                settings=get_settings(),
-                actor=who,
-                content=content,
-                filename=path.name,
-            )
-
-    result = _guarded_call(run)
+    result = _in_transaction(
+        import_statement,
+        settings=get_settings(),
+        actor=_actor(actor),
+        content=path.read_bytes(),
+        filename=path.name,
+    )
     console.print(
         f"{result.format}: {result.credits} credit(s), {result.imported} new, "
         f"{result.already_imported} already imported, {len(result.matched)} matched, "
