@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import intake_bench, seed_bench
+from bench import dashboard_bench, intake_bench, seed_bench
 
-BENCHMARKS = {"seed": seed_bench.main, "intake": intake_bench.main}
+BENCHMARKS = {
+    "seed": seed_bench.main,
+    "intake": intake_bench.main,
+    "dashboard": dashboard_bench.main,
+}
 
 
 def main(argv: list[str]) -> int:

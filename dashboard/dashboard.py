@@ -1,7 +1,9 @@
-"""The Reflex app: pages and their routes only (each page lives in dashboard/pages/)."""
+"""The Reflex app: pages and their routes (each page lives in dashboard/pages/), and the export
+download route mounted on the backend (dashboard/exports.py)."""
 
 import reflex as rx
 
+from dashboard.exports import mount_exports
 from dashboard.pages import (
     analytics,
     audit,
@@ -17,7 +19,7 @@ from dashboard.pages import (
 )
 from dashboard.state import AuthState
 
-app = rx.App()
+app = rx.App(api_transformer=mount_exports)
 
 # The dynamic route first (Reflex matches in the order pages are added).
 app.add_page(

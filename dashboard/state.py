@@ -5,6 +5,8 @@ The browser holds only the random session token (``payments_core.services.users`
 through ``session_actor`` (so a disabled user or a changed role takes effect at once) and sends
 anyone without a live session to ``/login``. Page states subclass ``AuthState`` and call
 ``_actor()`` again in every handler that reads or changes data: hiding a button is never the check.
+Routes outside Reflex's state (the export downloads) read the same cookie and call the same
+``actor_for_session``.
 """
 
 from __future__ import annotations
@@ -17,21 +19,28 @@ from payments_core.services.permissions import ROLE_PERMISSIONS, Actor
 from payments_core.services.users import logout, session_actor
 
 LOGIN_ROUTE = "/login"
-HOME_ROUTE = "/payments"
+# Where signing in lands, and where a page the role may not use sends it.
+HOME_ROUTE = "/overview"
+SESSION_COOKIE = "paydesk_session"
+
+
+def actor_for_session(token: str) -> Actor | None:
+    """The signed-in person for a session token, read from the database on each call."""
+    if not token:
+        return None
+    with transaction() as session:
+        return session_actor(session=session, token=token)
 
 
 class AuthState(rx.State):
-    session_token: str = rx.Cookie("", name="paydesk_session", same_site="strict", max_age=None)
+    session_token: str = rx.Cookie("", name=SESSION_COOKIE, same_site="strict", max_age=None)
     user_email: str = ""
     user_role: str = ""
     permissions: rx.Field[list[str]] = rx.field([])
 
     def _actor(self) -> Actor | None:
         """The signed-in person, read from the database on each call."""
-        if not self.session_token:
-            return None
-        with transaction() as session:
-            return session_actor(session=session, token=self.session_token)
+        return actor_for_session(self.session_token)
 
     def _remember(self, actor: Actor | None) -> None:
         self.user_email = actor.name if actor else ""

@@ -2,10 +2,14 @@
 
 One app per test session (starting Reflex compiles the frontend, which takes a while): the
 fixture seeds a SQLite database with a few hundred payments and one user per role (two managers,
-for maker-checker), runs ``reflex run`` on free ports against it, and always stops its whole
-process group. Reflex builds into the repository's ``.web``, so a file lock keeps two test runs
-from building at the same time. The app's log is printed when it does not come up. Tests save
-screenshots under ``var/screenshots/`` of the session's VAR_DIR (``screenshot``).
+for maker-checker), starts the fake Stripe server (``Dashboard.stripe``: the app's Stripe
+adapter talks to it, so disputes can be answered), runs ``reflex run`` on free ports against
+them, and always stops its whole process group. Reflex builds into the repository's ``.web``, so
+a file lock keeps two test runs from building at the same time. The app's log is printed when it
+does not come up. Signing in lands on ``HOME`` (the overview). Tests save screenshots under
+``var/screenshots/`` of the session's VAR_DIR (``screenshot``). ``holding_writes`` keeps the
+app's next write waiting, so a test can look at a page while one of its handlers is still
+running; ``wait_for_log`` waits for what a handler logged.
 
 Chromium is the system one (/usr/bin/chromium; `make install` installs it). Without it the tests
 skip locally and fail with CI=true.
@@ -18,6 +22,7 @@ import fcntl
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -28,6 +33,8 @@ from typing import Any
 
 import httpx
 import pytest
+from fakes.stripe import StripeFake
+from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from payments_core.db import make_engine
@@ -46,6 +53,7 @@ CHROMIUM_ARGS = [
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 START_TIMEOUT = 300  # the first start installs the frontend packages
 WAIT_MS = 30_000
+HOME = "**/overview"  # where signing in lands
 USERS = {
     "admin": "admin",
     "manager": "manager",
@@ -83,9 +91,11 @@ def _free_port() -> int:
 @dataclass(frozen=True)
 class Dashboard:
     url: str
+    backend_url: str
     log: Path
     database_url: str
     var_dir: Path
+    stripe: StripeFake
 
 
 def _run(args: list[str], env: dict[str, str]) -> None:
@@ -118,11 +128,16 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     base = tmp_path_factory.mktemp("dashboard")
     lock = (ROOT / ".web-build.lock").open("w")
     fcntl.flock(lock, fcntl.LOCK_EX)  # one Reflex build in this checkout at a time
+    stripe = StripeFake().start()
     database_url = f"sqlite:///{base / 'paydesk.sqlite3'}"
     bin_dir = ROOT / ".tools" / "node_modules" / ".bin"
     env = os.environ | {
         "DATABASE_URL": database_url,
         "VAR_DIR": str(base / "var"),
+        "STRIPE_API_KEY": stripe.api_key,
+        "STRIPE_API_BASE": stripe.base_url,
+        "STRIPE_TEST_MODE": "true",
+        "PROVIDER_MAX_RETRIES": "0",
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "REFLEX_USE_SYSTEM_BUN": "1",
         "REFLEX_CHECK_LATEST_VERSION": "false",
@@ -172,9 +187,17 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
                 )
             if not ready:
                 time.sleep(1)
-        yield Dashboard(url=url, log=log, database_url=database_url, var_dir=base / "var")
+        yield Dashboard(
+            url=url,
+            backend_url=f"http://127.0.0.1:{backend_port}",
+            log=log,
+            database_url=database_url,
+            var_dir=base / "var",
+            stripe=stripe,
+        )
     finally:
         _stop(process)
+        stripe.stop()
         lock.close()
 
 
@@ -204,7 +227,34 @@ def screenshot(page: Page, dashboard: Dashboard, name: str) -> None:
 
 
 def sign_in(page: Page, dashboard: Dashboard, name: str, password: str | None = None) -> None:
+    """Submit the sign-in form; on success the app goes to ``HOME`` (wait for it)."""
     page.goto(f"{dashboard.url}/login")
     page.fill("#email", f"{name}@example.com")
     page.fill("#password", password or PASSWORDS[name])
     page.click("#sign-in")
+
+
+@contextlib.contextmanager
+def holding_writes(dashboard: Dashboard) -> Iterator[None]:
+    """Hold the app database's write lock: the app's next write (and every session check, which
+    runs in a write transaction) waits until the block ends, well inside SQLite's 30-second busy
+    timeout. Reads go on (WAL)."""
+    database = make_url(dashboard.database_url).database
+    assert database is not None
+    connection = sqlite3.connect(database, isolation_level=None, timeout=30)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+        connection.close()
+
+
+def wait_for_log(dashboard: Dashboard, text: str, timeout: float = WAIT_MS / 1000) -> None:
+    """Wait until the app's log says ``text`` (what a handler did that the page cannot show)."""
+    deadline = time.monotonic() + timeout
+    while text not in dashboard.log.read_text():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the app never logged {text!r}", pytrace=False)
+        time.sleep(0.1)

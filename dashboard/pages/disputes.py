@@ -1,11 +1,15 @@
 """Disputes: the open disputes, soonest evidence due date first; choosing one shows its evidence
 draft (Stripe's text fields and files, one file per file field), saved as a draft, then submitted
-once or the dispute accepted. Every handler checks MANAGE_DISPUTES on the server and calls the
-disputes service; its refusals and the provider's errors are shown as messages."""
+once or the dispute accepted (after a confirmation that states the amount lost). Every handler
+checks MANAGE_DISPUTES on the server and calls the disputes service; its refusals and the
+provider's errors are shown as messages. Submitting and accepting call the provider, so they run
+as background events that disable both buttons and say what is running until the answer is in."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -16,7 +20,7 @@ from sqlmodel import Session
 
 from dashboard.components.nav import layout
 from dashboard.pages.payment_detail import ADAPTERS
-from dashboard.state import HOME_ROUTE, LOGIN_ROUTE, AuthState
+from dashboard.state import HOME_ROUTE, LOGIN_ROUTE, AuthState, actor_for_session
 from payments_core.db import read_engine, transaction
 from payments_core.models import Dispute
 from payments_core.services.disputes import (
@@ -24,7 +28,6 @@ from payments_core.services.disputes import (
     STRIPE_FILE_EVIDENCE_FIELDS,
     STRIPE_TEXT_EVIDENCE_FIELDS,
     DisputeError,
-    DisputeOutcome,
     DisputeRow,
     EvidenceUpload,
     accept_dispute,
@@ -53,6 +56,11 @@ class _Upload:
     content: bytes
 
 
+def _refusal(actor: Actor, what: str, exc: Exception) -> str:
+    log.warning("disputes: %s refused %s: %s", actor.name, what, exc)
+    return f"Refused: {exc}"
+
+
 def _row(d: DisputeRow) -> dict[str, str]:
     return {
         "id": d.id,
@@ -76,6 +84,7 @@ class DisputesState(AuthState):
     file_field: str = DEFAULT_FILE_FIELD
     error: str = ""
     notice: str = ""
+    working: str = ""  # the answer ("submit" or "accept") being sent to the provider right now
 
     def _worker(self) -> Actor | EventSpec:
         actor = self._actor()
@@ -110,10 +119,6 @@ class DisputesState(AuthState):
                 }
                 for f in evidence_files(dispute)
             ]
-
-    def _refused(self, actor: Actor, what: str, exc: Exception) -> None:
-        log.warning("disputes: %s refused %s: %s", actor.name, what, exc)
-        self.error, self.notice = f"Refused: {exc}", ""
 
     @rx.event
     def load(self) -> EventSpec | None:
@@ -179,53 +184,73 @@ class DisputesState(AuthState):
                     settings=ADAPTERS.settings,
                 )
         except (DisputeError, PermissionDenied) as exc:
-            self._refused(actor, f"a draft for {dispute_id}", exc)
+            self.error, self.notice = _refusal(actor, f"a draft for {dispute_id}", exc), ""
         else:
             what = "file attached" if files else "draft saved"
             self.error, self.notice = "", f"Evidence {what} for {dispute_id}"
         self._fill()
 
-    def _answered(self, actor: Actor, action: str, outcome: DisputeOutcome) -> None:
-        if outcome.error is not None:
-            self._refused(actor, f"{action} for {outcome.dispute.id}", outcome.error)
-            self.error = f"The provider refused: {outcome.error}"
-        else:
-            self.error = ""
-            self.notice = f"Dispute {outcome.dispute.id} {action}: now {outcome.dispute.status}"
-
-    @rx.event
-    def submit(self) -> EventSpec | None:
-        actor = self._worker()
-        if not isinstance(actor, Actor):
-            return actor
-        dispute_id = self.selected.get("id", "")
+    async def _answer(self, action: str) -> AsyncIterator[EventSpec | None]:
+        """Submit or accept the chosen dispute. The provider call runs off the event loop while
+        the page shows it running; a second answer from this page is ignored until it ends."""
+        async with self:
+            if self.working:  # one answer at a time, whatever the browser sends
+                log.warning("disputes: %s ignored: %s is already running", action, self.working)
+                return
+            self.working = action
+            self.error = self.notice = ""
+            token, dispute_id = self.session_token, self.selected.get("id", "")
+        answer: _Answer | None = None
         try:
-            outcome = submit_evidence(
-                transaction=transaction, adapters=ADAPTERS, actor=actor, dispute_id=dispute_id
-            )
-        except (DisputeError, PermissionDenied) as exc:
-            self._refused(actor, f"submitting {dispute_id}", exc)
-        else:
-            self._answered(actor, "evidence submitted", outcome)
-        self._fill()
-        return None
+            answer = await asyncio.to_thread(_answer_dispute, token, dispute_id, action)
+        finally:
+            async with self:
+                self.working = ""
+                if answer is None:  # an unexpected error (logged by Reflex)
+                    self.error = "The answer did not finish; reload to see where the dispute is."
+                elif answer.redirect is None:
+                    self.error, self.notice = answer.error, answer.notice
+                    self._fill()
+        if answer is not None and answer.redirect is not None:
+            yield rx.redirect(answer.redirect)
 
-    @rx.event
-    def accept(self) -> EventSpec | None:
-        actor = self._worker()
-        if not isinstance(actor, Actor):
-            return actor
-        dispute_id = self.selected.get("id", "")
-        try:
-            outcome = accept_dispute(
-                transaction=transaction, adapters=ADAPTERS, actor=actor, dispute_id=dispute_id
-            )
-        except (DisputeError, PermissionDenied) as exc:
-            self._refused(actor, f"accepting {dispute_id}", exc)
-        else:
-            self._answered(actor, "accepted", outcome)
-        self._fill()
-        return None
+    @rx.event(background=True)
+    async def submit(self) -> AsyncIterator[EventSpec | None]:
+        async for event in self._answer("submit"):
+            yield event
+
+    @rx.event(background=True)
+    async def accept(self) -> AsyncIterator[EventSpec | None]:
+        """Concede the dispute (the page asks for confirmation first, stating the amount lost)."""
+        async for event in self._answer("accept"):
+            yield event
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    redirect: str | None = None  # the session ended, or the role may not work on disputes
+    error: str = ""
+    notice: str = ""
+
+
+def _answer_dispute(token: str, dispute_id: str, action: str) -> _Answer:
+    actor = actor_for_session(token)
+    if actor is None:
+        return _Answer(redirect=LOGIN_ROUTE)
+    if not actor.can(Permission.MANAGE_DISPUTES):
+        return _Answer(redirect=HOME_ROUTE)
+    answer = submit_evidence if action == "submit" else accept_dispute
+    what = "evidence submitted" if action == "submit" else "accepted"
+    try:
+        outcome = answer(
+            transaction=transaction, adapters=ADAPTERS, actor=actor, dispute_id=dispute_id
+        )
+    except (DisputeError, PermissionDenied) as exc:
+        return _Answer(error=_refusal(actor, f"{action} for {dispute_id}", exc))
+    if outcome.error is not None:
+        _refusal(actor, f"{action} for {dispute_id}", outcome.error)
+        return _Answer(error=f"The provider refused: {outcome.error}")
+    return _Answer(notice=f"Dispute {outcome.dispute.id} {what}: now {outcome.dispute.status}")
 
 
 def _selected() -> ObjectVar[dict[str, str]]:
@@ -330,6 +355,59 @@ def _files() -> rx.Component:
     )
 
 
+def _accept_dialog() -> rx.Component:
+    """Accepting concedes the money and cannot be undone: say how much, and ask first."""
+    selected = _selected()
+    return rx.alert_dialog.root(
+        rx.alert_dialog.trigger(
+            rx.button(
+                rx.cond(
+                    DisputesState.working == "accept",
+                    rx.fragment(rx.spinner(size="1"), "Accepting…"),
+                    "Accept dispute",
+                ),
+                color_scheme="red",
+                variant="soft",
+                disabled=DisputesState.working != "",
+                id="dispute-accept",
+            )
+        ),
+        rx.alert_dialog.content(
+            rx.alert_dialog.title("Accept this dispute?"),
+            rx.alert_dialog.description(
+                "Accepting concedes ",
+                selected["provider"],
+                " dispute ",
+                selected["provider_dispute_id"],
+                ": you lose ",
+                rx.text(selected["amount"], as_="span", weight="bold", id="accept-amount"),
+                ", the disputed amount, and no evidence can be sent afterwards. "
+                "This cannot be undone.",
+            ),
+            rx.hstack(
+                rx.alert_dialog.cancel(
+                    rx.button(
+                        "Cancel", variant="soft", color_scheme="gray", id="dispute-accept-cancel"
+                    )
+                ),
+                rx.alert_dialog.action(
+                    rx.button(
+                        "Accept and lose ",
+                        selected["amount"],
+                        on_click=DisputesState.accept,
+                        color_scheme="red",
+                        id="dispute-accept-confirm",
+                    )
+                ),
+                spacing="3",
+                justify="end",
+                margin_top="1em",
+            ),
+            id="dispute-accept-dialog",
+        ),
+    )
+
+
 def _evidence() -> rx.Component:
     selected = _selected()
     return rx.vstack(
@@ -359,19 +437,17 @@ def _evidence() -> rx.Component:
         _files(),
         rx.hstack(
             rx.button(
-                "Submit evidence",
+                rx.cond(
+                    DisputesState.working == "submit",
+                    rx.fragment(rx.spinner(size="1"), "Submitting evidence…"),
+                    "Submit evidence",
+                ),
                 on_click=DisputesState.submit,
                 color_scheme="green",
-                disabled=selected["submitted"] == "yes",
+                disabled=(selected["submitted"] == "yes") | (DisputesState.working != ""),
                 id="evidence-submit",
             ),
-            rx.button(
-                "Accept dispute",
-                on_click=DisputesState.accept,
-                color_scheme="red",
-                variant="soft",
-                id="dispute-accept",
-            ),
+            _accept_dialog(),
             spacing="3",
         ),
         width="100%",

@@ -1,9 +1,15 @@
 """One payment: amounts in its currency, customer, status, its refunds and its timeline; the
-"Request refund" form for roles that may request one (the handler and the service both check)."""
+"Request refund" form for roles that may request one (the handler and the service both check).
+
+A refund request may call the provider, so it runs as a background event: the button is disabled
+and says so while it runs, and a second request from the same page is ignored until it ends."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -13,7 +19,7 @@ from reflex.vars import ObjectVar
 from sqlmodel import Session
 
 from dashboard.components.nav import layout
-from dashboard.state import LOGIN_ROUTE, AuthState
+from dashboard.state import LOGIN_ROUTE, AuthState, actor_for_session
 from payments_core.db import read_engine, transaction
 from payments_core.models import Refund
 from payments_core.money import MoneyError, format_amount, parse_amount
@@ -77,6 +83,46 @@ def _change(from_status: str | None, to_status: str | None) -> str:
     return f"{from_status} → {to_status}" if from_status else to_status
 
 
+@dataclass(frozen=True, slots=True)
+class _RefundOutcome:
+    actor: Actor | None  # None: the session has ended
+    refund: Refund | None = None
+    error: str = ""
+
+
+def _request_refund(
+    token: str, payment_id: str, currency: str, form: dict[str, Any]
+) -> _RefundOutcome:
+    """Check the session and the permission, then request (and, when due, execute) the refund."""
+    actor = actor_for_session(token)
+    if actor is None:
+        return _RefundOutcome(None)
+    try:
+        require(actor, Permission.REQUEST_REFUND)
+        if not currency:
+            raise RefundError("payment", f"payment {payment_id} is not loaded")
+        try:
+            amount_minor = parse_amount(str(form.get("amount", "")), currency)
+        except MoneyError as exc:
+            raise RefundError("amount", str(exc)) from None
+        refund = request_and_execute(
+            transaction=transaction,
+            adapters=ADAPTERS,
+            actor=actor,
+            payment_id=payment_id,
+            amount_minor=amount_minor,
+            currency=currency,
+            reason=str(form.get("reason", "")),
+            note=str(form.get("note", "")) or None,
+        )
+    except PermissionDenied as exc:
+        log.warning("refund request refused on payment %s: %s", payment_id, exc)
+        return _RefundOutcome(actor, error=f"Refused: {exc}")
+    except RefundError as exc:
+        return _RefundOutcome(actor, error=f"Refund refused ({exc.field}): {exc.message}")
+    return _RefundOutcome(actor, refund)
+
+
 class PaymentDetailState(AuthState):
     payment: rx.Field[dict[str, str]] = rx.field({})
     timeline: rx.Field[list[dict[str, str]]] = rx.field([])
@@ -86,6 +132,7 @@ class PaymentDetailState(AuthState):
     refund_error: str = ""
     refund_notice: str = ""
     refund_status: str = ""
+    refunding: bool = False  # a request is with the service (and maybe the provider) right now
     _currency: str = ""
 
     def _payment_id(self) -> str:
@@ -130,44 +177,43 @@ class PaymentDetailState(AuthState):
         self._fill(actor)
         return None
 
-    @rx.event
-    def request_refund(self, form: dict[str, Any]) -> EventSpec | None:
-        actor = self._actor()
-        if actor is None:
-            return rx.redirect(LOGIN_ROUTE)
-        self.refund_error = self.refund_notice = self.refund_status = ""
-        payment_id = self._payment_id()
+    @rx.event(background=True)
+    async def request_refund(self, form: dict[str, Any]) -> AsyncIterator[EventSpec | None]:
+        async with self:
+            if self.refunding:  # one request at a time, whatever the browser sends
+                log.warning(
+                    "refund request on payment %s ignored: one is already running",
+                    self._payment_id(),
+                )
+                return
+            self.refunding = True
+            self.refund_error = self.refund_notice = self.refund_status = ""
+            token, payment_id, currency = self.session_token, self._payment_id(), self._currency
+        # The form shows the request running from here on; the session check and the provider
+        # call run off the event loop, so a slow provider stalls no one else's page.
+        outcome: _RefundOutcome | None = None
         try:
-            require(actor, Permission.REQUEST_REFUND)
-            if not self._currency:
-                raise RefundError("payment", f"payment {payment_id} is not loaded")
-            try:
-                amount_minor = parse_amount(str(form.get("amount", "")), self._currency)
-            except MoneyError as exc:
-                raise RefundError("amount", str(exc)) from None
-            refund = request_and_execute(
-                transaction=transaction,
-                adapters=ADAPTERS,
-                actor=actor,
-                payment_id=payment_id,
-                amount_minor=amount_minor,
-                currency=self._currency,
-                reason=str(form.get("reason", "")),
-                note=str(form.get("note", "")) or None,
-            )
-        except PermissionDenied as exc:
-            log.warning("refund request refused on payment %s: %s", payment_id, exc)
-            self.refund_error = f"Refused: {exc}"
-            return None
-        except RefundError as exc:
-            self.refund_error = f"Refund refused ({exc.field}): {exc.message}"
-            return None
-        self.refund_status = refund.status
-        self.refund_notice = (
-            f"Refund {refund.id} of {format_amount(refund.amount_minor, refund.currency)}"
-        )
-        self._fill(actor)
-        return None
+            outcome = await asyncio.to_thread(_request_refund, token, payment_id, currency, form)
+        finally:
+            async with self:
+                self.refunding = False
+                if outcome is None:  # an unexpected error (logged by Reflex): the outcome is open
+                    self.refund_error = (
+                        "The refund request did not finish; check this payment's refunds "
+                        "before trying again."
+                    )
+                elif outcome.actor is not None:
+                    self.refund_error = outcome.error
+                    if outcome.refund is not None:
+                        refund = outcome.refund
+                        self.refund_status = refund.status
+                        self.refund_notice = (
+                            f"Refund {refund.id} of "
+                            f"{format_amount(refund.amount_minor, refund.currency)}"
+                        )
+                        self._fill(outcome.actor)
+        if outcome is not None and outcome.actor is None:
+            yield rx.redirect(LOGIN_ROUTE)
 
 
 def _payment() -> ObjectVar[dict[str, str]]:
@@ -231,7 +277,16 @@ def _refund_form() -> rx.Component:
             rx.input(placeholder="Amount, e.g. 12.50", name="amount", id="refund-amount"),
             rx.input(placeholder="Reason", name="reason", id="refund-reason", width="16em"),
             rx.input(placeholder="Note (optional)", name="note", id="refund-note", width="20em"),
-            rx.button("Request refund", type="submit", id="refund-submit"),
+            rx.button(
+                rx.cond(
+                    PaymentDetailState.refunding,
+                    rx.fragment(rx.spinner(size="1"), "Requesting refund…"),
+                    "Request refund",
+                ),
+                type="submit",
+                disabled=PaymentDetailState.refunding,
+                id="refund-submit",
+            ),
             spacing="3",
         ),
         on_submit=PaymentDetailState.request_refund,

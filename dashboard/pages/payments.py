@@ -2,19 +2,18 @@
 
 Filters are parsed here only as far as turning text into values (dates, ``parse_amount`` for
 amounts); what they mean is ``search_payments``'s business. The export runs as a background
-event: it walks ``export_payments_csv`` (keyset batches) and writes each batch to a file with a
-random name under the upload directory, updating a progress counter, then downloads that file and
-deletes it two minutes later, so the server never holds more than one batch whatever the size of
-the export.
+event: it walks ``export_payments_csv`` (keyset batches) and writes each batch to the user's own
+export file under ``var/exports`` (``dashboard.exports``), updating a progress counter, then has
+the browser download it from the backend's signed-in ``/exports`` route and deletes it two
+minutes later, so the server never holds more than one batch whatever the size of the export.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import reflex as rx
@@ -22,10 +21,11 @@ from reflex.event import EventSpec
 from reflex.vars import ObjectVar
 
 from dashboard.components.nav import layout
-from dashboard.state import LOGIN_ROUTE, AuthState
+from dashboard.exports import ExportRefused, download_url, new_export_path
+from dashboard.state import LOGIN_ROUTE, AuthState, actor_for_session
 from payments_core.db import read_engine
 from payments_core.money import CURRENCY_EXPONENTS, MoneyError, parse_amount
-from payments_core.services.permissions import Actor, PermissionDenied
+from payments_core.services.permissions import PermissionDenied
 from payments_core.services.search import (
     METHODS,
     PROVIDERS,
@@ -40,8 +40,7 @@ ROUTE = "/payments"
 ANY = "any"
 PAGE_SIZE = 50
 EXPORT_BATCH = 500
-EXPORTS_KEPT_SECONDS = 3600  # left behind by a restart during EXPORT_LINK_SECONDS
-EXPORT_LINK_SECONDS = 120
+EXPORT_LINK_SECONDS = 120  # a file left behind by a restart is swept by the next export
 SORT_LABELS = {
     "newest": "Newest first",
     "oldest": "Oldest first",
@@ -253,10 +252,6 @@ class PaymentsState(AuthState):
         async with self:
             if self.exporting:
                 return
-            actor: Actor | None = self._actor()
-            if actor is None:
-                yield rx.redirect(LOGIN_ROUTE)
-                return
             try:
                 filters = self._filters()
             except FilterInputError as exc:
@@ -264,50 +259,59 @@ class PaymentsState(AuthState):
                 return
             self.exporting, self.export_rows = True, 0
             self.export_message = "Exporting…"
-        folder = rx.get_upload_dir() / "exports"
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("*.csv"):  # exports are fetched right away; keep the folder small
-            if old.stat().st_mtime < time.time() - EXPORTS_KEPT_SECONDS:
-                old.unlink(missing_ok=True)
-        name = f"{secrets.token_urlsafe(24)}.csv"  # unguessable: the upload route has no login
-        count, failure, written = 0, "", False
+            token, page_url = self.session_token, str(self.router.url)
+        # From here the button shows the export running. The session is read off the event loop:
+        # a busy database must not stall every browser's connection.
+        path: Path | None = None
+        count, failure, signed_out, written = 0, "", False, False
         try:
-            with (
-                Session(read_engine()) as session,
-                (folder / name).open("w", encoding="utf-8", newline="") as out,
-            ):
-                lines = export_payments_csv(
-                    session=session, actor=actor, batch_size=EXPORT_BATCH, **filters
-                )
-                out.write(next(lines))  # the header
-                for line in lines:
-                    out.write(line)
-                    count += 1
-                    if count % EXPORT_BATCH == 0:
-                        async with self:
-                            self.export_rows = count
-                        await asyncio.sleep(0)  # let the progress reach the browser
-            written = True
-        except (SearchError, PermissionDenied) as exc:
+            actor = await asyncio.to_thread(actor_for_session, token)
+            if actor is None:
+                signed_out = True
+            else:
+                path = new_export_path(actor)
+                with (
+                    Session(read_engine()) as session,
+                    path.open("w", encoding="utf-8", newline="") as out,
+                ):
+                    lines = export_payments_csv(
+                        session=session, actor=actor, batch_size=EXPORT_BATCH, **filters
+                    )
+                    out.write(next(lines))  # the header
+                    for line in lines:
+                        out.write(line)
+                        count += 1
+                        if count % EXPORT_BATCH == 0:
+                            async with self:
+                                self.export_rows = count
+                            await asyncio.sleep(0)  # let the progress reach the browser
+                written = True
+        except (SearchError, PermissionDenied, ExportRefused) as exc:
             failure = str(exc)
         finally:
             if not written:  # also on an unexpected error: never leave the button disabled
-                (folder / name).unlink(missing_ok=True)
+                if path is not None:
+                    path.unlink(missing_ok=True)
                 async with self:
                     self.exporting = False
-                    self.export_message = failure or "The export failed; please try again."
-        if not written:
+                    self.export_message = failure or (
+                        "" if signed_out else "The export failed; please try again."
+                    )
+        if signed_out:
+            yield rx.redirect(LOGIN_ROUTE)
+        if path is None or not written:
             return
         async with self:
             self.exporting, self.export_rows = False, count
             self.export_message = f"Exported {count} payments."
+        # The backend's /exports route hands the file only to this user (dashboard/exports.py).
         yield rx.download(
-            url=rx.get_upload_url(f"exports/{name}"),
+            url=rx.Var.create(download_url(path.name, page_url)),
             filename=f"paydesk-payments-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv",
         )
-        # The link only has to live until the browser has fetched it.
+        # The file only has to live until the browser has fetched it.
         await asyncio.sleep(EXPORT_LINK_SECONDS)
-        (folder / name).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
 
 
 def _row(row: ObjectVar[dict[str, str]]) -> rx.Component:
@@ -434,7 +438,10 @@ def payments_page() -> rx.Component:
             rx.button(
                 rx.cond(
                     PaymentsState.exporting,
-                    rx.text("Exporting… ", PaymentsState.export_rows, " rows", as_="span"),
+                    rx.fragment(
+                        rx.spinner(size="1"),
+                        rx.text("Exporting… ", PaymentsState.export_rows, " rows", as_="span"),
+                    ),
                     rx.text("Export CSV", as_="span"),
                 ),
                 on_click=PaymentsState.export_csv,

@@ -4,17 +4,25 @@ The preview is read on the server by proof id only (``read_proof_file``: the pat
 stored hash, never from the browser) and handed to the page as a data URL for the one proof being
 looked at. Approving and rejecting call the services with the signed-in Actor, which also refuse a
 reviewer who recorded the proof; their messages are shown as they are.
+
+A bank statement (CSV or CAMT.053) uploaded here goes to ``import_statement`` with the signed-in
+Actor, which checks IMPORT_STATEMENT itself, so a crafted upload from a role without it is refused
+on the server. The page shows what the service returns (amounts come formatted from it): the
+counts, the credits that became proofs, the others with their nearest payments and why, and the
+lines that could not be read; then the queue reloads with the new proofs.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
 import reflex as rx
 from reflex.event import EventSpec
-from reflex.vars import ObjectVar
+from reflex.vars import ArrayVar, ObjectVar, StringVar, Var
 from sqlmodel import Session
 
 from dashboard.components.nav import layout
@@ -32,9 +40,69 @@ from payments_core.services.proofs import (
     reject_proof,
     review_queue,
 )
+from payments_core.services.statements import (
+    MAX_STATEMENT_BYTES,
+    ImportedLine,
+    ImportResult,
+    StatementError,
+    import_statement,
+)
 
 ROUTE = "/review"
 _PREVIEWABLE = frozenset({"image/png", "image/jpeg", "application/pdf"})
+STATEMENT_UPLOAD_ID = "statement-upload"
+# react-dropzone accepts a file whose type or extension is listed.
+STATEMENT_TYPES = {"text/csv": [".csv"], "application/xml": [".xml"], "text/xml": [".xml"]}
+
+
+@dataclass
+class CandidateRow:
+    payment_id: str
+    amount: str
+    status: str
+    reason: str
+
+
+@dataclass
+class StatementLineRow:
+    line: str
+    booked_on: str
+    amount: str
+    reference: str
+    counterparty: str
+    payment_id: str = ""
+    proof_id: str = ""
+    note: str = ""
+    candidates: list[CandidateRow] = field(default_factory=list)
+
+
+def _statement_line(line: ImportedLine) -> StatementLineRow:
+    return StatementLineRow(
+        line=str(line.line),
+        booked_on=line.booked_on.isoformat() if line.booked_on else "",
+        amount=line.amount,
+        reference=line.reference or "",
+        counterparty=line.counterparty or "",
+        payment_id=line.payment_id or "",
+        proof_id=line.proof_id or "",
+        note=line.note or "",
+        candidates=[
+            CandidateRow(c.payment_id, c.amount, c.status, c.reason) for c in line.candidates
+        ],
+    )
+
+
+def _import_summary(filename: str, result: ImportResult) -> dict[str, str]:
+    return {
+        "file": filename,
+        "format": result.format,
+        "credits": str(result.credits),
+        "matched": str(len(result.matched)),
+        "already_imported": str(result.already_imported),
+        "unmatched": str(len(result.unmatched)),
+        "errors": str(len(result.errors)),
+        "skipped": str(result.skipped),
+    }
 
 
 def _age(created_at: datetime) -> str:
@@ -74,6 +142,11 @@ class ReviewState(AuthState):
     reason: str = ""
     error: str = ""
     message: str = ""
+    statement_summary: rx.Field[dict[str, str]] = rx.field({})
+    statement_matched: rx.Field[list[StatementLineRow]] = rx.field([])
+    statement_unmatched: rx.Field[list[StatementLineRow]] = rx.field([])
+    statement_errors: rx.Field[list[dict[str, str]]] = rx.field([])
+    statement_error: str = ""
 
     def _reviewer(self) -> Actor | EventSpec:
         actor = self._actor()
@@ -117,11 +190,60 @@ class ReviewState(AuthState):
         if not isinstance(actor, Actor):
             return actor
         self.error = self.message = ""
+        self._clear_statement()
         try:
             self._refresh(actor)
         except PermissionDenied as exc:
             self.error = str(exc)
         return None
+
+    def _clear_statement(self) -> None:
+        self.statement_summary = {}
+        self.statement_matched = []
+        self.statement_unmatched = []
+        self.statement_errors = []
+        self.statement_error = ""
+
+    @rx.event
+    async def upload_statement(self, files: list[rx.UploadFile]) -> EventSpec | None:
+        # No role check here but sign-in: import_statement is guarded by IMPORT_STATEMENT.
+        actor = self._actor()
+        if actor is None:
+            return rx.redirect(LOGIN_ROUTE)
+        self._clear_statement()
+        if not files:
+            self.statement_error = "Choose a CSV or CAMT.053 (.xml) statement first."
+            return None
+        upload = files[0]
+        filename = upload.name or "statement"
+        # One byte over the limit is enough for the service to refuse the file as too large.
+        content = await upload.read(MAX_STATEMENT_BYTES + 1)
+        try:
+            with transaction() as session:
+                result = import_statement(
+                    session=session,
+                    settings=get_settings(),
+                    actor=actor,
+                    content=content,
+                    filename=filename,
+                )
+        except (StatementError, PermissionDenied) as exc:
+            self.statement_error = f"{filename} was not imported: {exc}"
+            return rx.clear_selected_files(STATEMENT_UPLOAD_ID)
+        self.statement_summary = _import_summary(filename, result)
+        self.statement_matched = [_statement_line(line) for line in result.matched]
+        self.statement_unmatched = [_statement_line(line) for line in result.unmatched]
+        self.statement_errors = [{"line": str(e.line), "message": e.message} for e in result.errors]
+        if actor.can(Permission.REVIEW_PROOF):
+            self._refresh(actor, keep=self.selected.get("id", ""))
+        return rx.clear_selected_files(STATEMENT_UPLOAD_ID)
+
+    @rx.event
+    def statement_refused(self, reasons: str) -> None:
+        """The browser refused the file (type or size) before sending it; ``reasons`` is its
+        own account, one "name: why" per file (shown only to this person)."""
+        self._clear_statement()
+        self.statement_error = f"Not imported: {str(reasons)[:1000]}"
 
     @rx.event
     def choose(self, proof_id: str) -> EventSpec | None:
@@ -337,6 +459,231 @@ def _details() -> rx.Component:
     )
 
 
+def _summary() -> ObjectVar[dict[str, str]]:
+    return cast(ObjectVar[dict[str, str]], ReviewState.statement_summary)
+
+
+def _payment_link(payment_id: StringVar, class_name: str) -> rx.Component:
+    return rx.link(payment_id, href="/payments/" + payment_id, class_name=class_name)
+
+
+def _matched_row(line: ObjectVar[StatementLineRow]) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(line.line),
+        rx.table.cell(line.booked_on),
+        rx.table.cell(line.amount, text_align="right"),
+        rx.table.cell(line.reference),
+        rx.table.cell(line.counterparty),
+        rx.table.cell(_payment_link(line.payment_id.to(str), "matched-payment-link")),
+        rx.table.cell(line.proof_id, class_name="matched-proof"),
+        class_name="matched-line",
+    )
+
+
+def _candidate(candidate: ObjectVar[CandidateRow]) -> rx.Component:
+    return rx.box(
+        _payment_link(candidate.payment_id.to(str), "candidate-link"),
+        rx.text.span(" ", candidate.amount, " · ", candidate.status, " — ", candidate.reason),
+        class_name="candidate",
+    )
+
+
+def _unmatched_row(line: ObjectVar[StatementLineRow]) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(line.line),
+        rx.table.cell(line.booked_on),
+        rx.table.cell(line.amount, text_align="right"),
+        rx.table.cell(line.reference),
+        rx.table.cell(line.counterparty),
+        rx.table.cell(
+            rx.cond(line.note != "", rx.text(line.note, color_scheme="orange", size="2")),
+            rx.cond(
+                line.candidates.length() > 0,
+                rx.foreach(line.candidates, _candidate),
+                rx.text("No open payment is near.", color_scheme="gray", size="2"),
+            ),
+        ),
+        class_name="unmatched-line",
+    )
+
+
+def _lines_table(
+    headers: tuple[str, ...],
+    rows: ArrayVar[Any],
+    render: Callable[[ObjectVar[StatementLineRow]], rx.Component],
+    table_id: str,
+) -> rx.Component:
+    return rx.table.root(
+        rx.table.header(rx.table.row(*(rx.table.column_header_cell(h) for h in headers))),
+        rx.table.body(rx.foreach(rows, render)),
+        size="1",
+        width="100%",
+        id=table_id,
+    )
+
+
+def _import_result() -> rx.Component:
+    counts = (
+        ("Credits read", "credits"),
+        ("Matched: proofs created", "matched"),
+        ("Already imported", "already_imported"),
+        ("Unmatched", "unmatched"),
+        ("Line errors", "errors"),
+        ("Skipped (debits, not booked)", "skipped"),
+    )
+    line_headers = ("Line", "Booked on", "Amount", "Reference", "From")
+    return rx.vstack(
+        rx.text(
+            "Imported ",
+            rx.code(_summary()["file"]),
+            " (",
+            _summary()["format"],
+            ")",
+            id="statement-file",
+        ),
+        rx.data_list.root(
+            *(
+                rx.data_list.item(
+                    rx.data_list.label(label),
+                    rx.data_list.value(_summary()[key], id=f"count-{key.replace('_', '-')}"),
+                )
+                for label, key in counts
+            ),
+            orientation="horizontal",
+            id="statement-counts",
+        ),
+        rx.cond(
+            ReviewState.statement_matched.length() > 0,
+            rx.vstack(
+                rx.heading("Matched: proofs awaiting review", size="3"),
+                rx.text(
+                    "They are recorded in your name, so another manager approves them.",
+                    size="2",
+                    color_scheme="gray",
+                ),
+                _lines_table(
+                    (*line_headers, "Payment", "Proof"),
+                    ReviewState.statement_matched,
+                    _matched_row,
+                    "statement-matched",
+                ),
+                width="100%",
+            ),
+        ),
+        rx.cond(
+            ReviewState.statement_unmatched.length() > 0,
+            rx.vstack(
+                rx.heading("Unmatched: nearest open payments", size="3"),
+                _lines_table(
+                    (*line_headers, "Nearest payments and why"),
+                    ReviewState.statement_unmatched,
+                    _unmatched_row,
+                    "statement-unmatched",
+                ),
+                width="100%",
+            ),
+        ),
+        rx.cond(
+            ReviewState.statement_errors.length() > 0,
+            rx.vstack(
+                rx.heading("Lines that could not be read", size="3"),
+                rx.table.root(
+                    rx.table.body(
+                        rx.foreach(
+                            ReviewState.statement_errors,
+                            lambda e: rx.table.row(
+                                rx.table.cell("line ", e["line"]),
+                                rx.table.cell(e["message"]),
+                                class_name="statement-line-error",
+                            ),
+                        )
+                    ),
+                    size="1",
+                    width="100%",
+                    id="statement-errors",
+                ),
+                width="100%",
+            ),
+        ),
+        spacing="3",
+        width="100%",
+        id="statement-result",
+    )
+
+
+def _refused_in_browser(rejected: ArrayVar[Any]) -> EventSpec:
+    """react-dropzone's rejections as "name: why" text, built in the browser (the File objects
+    themselves do not reach the server)."""
+
+    def one(record: Var[Any]) -> Var[str]:
+        item = record.to(ObjectVar, dict[str, Any])
+        file = item["file"].to(ObjectVar, dict[str, Any])
+        errors = item["errors"].to(ArrayVar, list[dict[str, Any]])
+        messages = errors.map(lambda error: error.to(ObjectVar, dict[str, Any])["message"])
+        return file["name"].to(str) + ": " + messages.join(", ")
+
+    return ReviewState.statement_refused(  # type: ignore[operator,no-any-return]
+        rejected.to(ArrayVar, list[Any]).map(one).join("; ")
+    )
+
+
+def _statement_import() -> rx.Component:
+    return rx.cond(
+        ReviewState.permissions.contains(Permission.IMPORT_STATEMENT.value),
+        rx.vstack(
+            rx.separator(size="4"),
+            rx.heading("Bank statement", size="5"),
+            rx.text(
+                "A CSV or CAMT.053 (.xml) statement, at most ",
+                f"{MAX_STATEMENT_BYTES // (1024 * 1024)} MB. A credit whose reference names an "
+                "open manual payment, with its amount, becomes a proof awaiting review here; "
+                "the others are listed with their nearest payments. Lines already imported are "
+                "skipped.",
+                size="2",
+                color_scheme="gray",
+            ),
+            rx.hstack(
+                rx.upload(
+                    rx.text(
+                        rx.cond(
+                            rx.selected_files(STATEMENT_UPLOAD_ID).length() > 0,
+                            rx.selected_files(STATEMENT_UPLOAD_ID).join(", "),
+                            "Drop a statement here, or click to choose",
+                        ),
+                        id="statement-chosen",
+                    ),
+                    id=STATEMENT_UPLOAD_ID,
+                    multiple=False,
+                    max_files=1,
+                    max_size=MAX_STATEMENT_BYTES,
+                    accept=STATEMENT_TYPES,
+                    on_drop_rejected=_refused_in_browser,
+                    border="1px dashed var(--gray-7)",
+                    padding="0.75em",
+                ),
+                rx.button(
+                    "Import statement",
+                    on_click=ReviewState.upload_statement(  # type: ignore[operator]
+                        rx.upload_files(upload_id=STATEMENT_UPLOAD_ID)
+                    ),
+                    id="statement-import",
+                ),
+                align="center",
+                spacing="3",
+            ),
+            rx.cond(
+                ReviewState.statement_error != "",
+                rx.callout(ReviewState.statement_error, color_scheme="red", id="statement-error"),
+            ),
+            rx.cond(_summary().contains("file"), _import_result()),
+            spacing="3",
+            width="100%",
+            padding_top="2em",
+            id="statement-section",
+        ),
+    )
+
+
 def review_page() -> rx.Component:
     return layout(
         rx.heading("Manual review", size="6"),
@@ -377,4 +724,5 @@ def review_page() -> rx.Component:
             rx.text("No proofs are waiting for review.", padding="1em", id="queue-empty"),
         ),
         rx.cond(_selected().contains("id"), _details()),
+        _statement_import(),
     )

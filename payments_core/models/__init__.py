@@ -1,6 +1,7 @@
 """SQLModel tables, one module per area, re-exported here so `SQLModel.metadata` sees them all."""
 
 from payments_core.models._types import UTCDateTime, new_id, utcnow
+from payments_core.models.analytics import PaymentDayStat
 from payments_core.models.audit import GENESIS_HASH, AuditEntry
 from payments_core.models.disputes import Dispute
 from payments_core.models.idempotency import IdempotencyRecord
@@ -21,6 +22,7 @@ __all__ = [
     "ManualProof",
     "Payment",
     "PaymentBase",
+    "PaymentDayStat",
     "PaymentEvent",
     "PaymentPublic",
     "Refund",

@@ -68,6 +68,8 @@ class Payment(PaymentBase, table=True):
         Index("ix_payment_provider_created", "provider", "created_at", "id"),
         Index("ix_payment_method_created", "method", "created_at", "id"),
         Index("ix_payment_currency_created", "currency", "created_at", "id"),
+        Index("ix_payment_amount", "amount_minor", "id"),
+        Index("ix_payment_currency_amount", "currency", "amount_minor", "id"),
         Index("ix_payment_customer_email", "customer_email"),
         Index("ix_payment_customer_phone", "customer_phone"),
         Index("ix_payment_host_reference", "host_reference"),

@@ -1,11 +1,15 @@
 """Analytics: success rates, volume, method and currency mix, failure reasons, refunds, disputes.
 
 Every figure is aggregated in SQL over payments *created* in ``[start, end)`` (optionally one
-currency), grouped by UTC day where it is a series: ``date(created_at)`` on SQLite (which stores
-naive UTC text) and ``date(timezone('UTC', created_at))`` on PostgreSQL, so both databases bucket
-the same way whatever the session time zone. pandas only shapes the few grouped rows (pivoting,
-filling days without payments) into ``AnalyticsTable``: plain rows of str/int/float that a chart
-can read and ``to_csv()`` can export.
+currency), grouped by UTC day where it is a series. The whole UTC days of the range are read from
+``payment_day_stat`` (counts and sums per day and group, kept current by database triggers, see
+``payments_core/models/analytics.py``), so 90 days of a million payments sum a few ten thousand
+rows instead of scanning every payment; the partial days at either end, if any, are grouped from
+``payment`` itself into the same columns (``date(created_at)`` on SQLite, which stores naive UTC
+text, ``date(timezone('UTC', created_at))`` on PostgreSQL: both bucket the same way whatever the
+session time zone). Each chart is one query over the union of the two. pandas only shapes the few
+grouped rows (pivoting, filling days without payments) into ``AnalyticsTable``: plain rows of
+str/int/float that a chart can read and ``to_csv()`` can export.
 
 Definitions (all counts are payments):
 
@@ -15,7 +19,7 @@ Definitions (all counts are payments):
   each row carries the exact major-unit text (for chart heights) and the formatted amount.
   count = every payment created that day.
 * refund rate = refunded / captured amount (per currency) and payments with a refund / captured
-  payments; dispute rate = captured payments with a dispute / captured payments.
+  payments; dispute rate = captured payments with a dispute (any outcome) / captured payments.
 
 ``overview_summary`` gives the Overview page the same volume and success rate for today, the last
 7 and the last 30 UTC days, one small grouped query each (no series, no pandas).
@@ -30,11 +34,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped]
-from sqlalchemy import Integer, case, func, select
+from sqlalchemy import BigInteger, Integer, Select, and_, case, exists, func, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import Subquery
 from sqlmodel import Session, col
 
-from payments_core.models import Dispute, Payment
+from payments_core.models import Dispute, Payment, PaymentDayStat
 from payments_core.money import MoneyError, format_amount, normalize_currency, to_major_decimal
 from payments_core.services.permissions import Actor, Permission, guarded
 from payments_core.status import PaymentStatus
@@ -46,6 +51,23 @@ OUTCOME_STATUSES = (
     PaymentStatus.FAILED,
     PaymentStatus.CANCELED,
     PaymentStatus.EXPIRED,
+)
+
+ONE_DAY = timedelta(days=1)
+STAT_COLUMNS = (
+    "day",
+    "provider",
+    "method",
+    "currency",
+    "status",
+    "failure_reason",
+    "payments",
+    "amount_minor",
+    "captured_payments",
+    "captured_minor",
+    "refunded_payments",
+    "refunded_minor",
+    "disputed_payments",
 )
 
 Cell = str | int | float | None
@@ -115,6 +137,85 @@ def _count_where(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return func.sum(case((condition, 1), else_=0), type_=Integer)
 
 
+def _sum_where(condition: ColumnElement[bool], column: Any) -> ColumnElement[Any]:
+    return func.sum(case((condition, column), else_=0), type_=BigInteger)
+
+
+def _total(column: Any) -> ColumnElement[Any]:
+    return func.coalesce(func.sum(column), 0)
+
+
+def _midnight(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _stat_rows(first: date, last: date | None, code: str | None) -> Select[Any]:
+    """``payment_day_stat`` rows of the whole UTC days ``[first, last)`` (no end if None)."""
+    day = col(PaymentDayStat.day)
+    conditions: list[ColumnElement[bool]] = [day >= first]
+    if last is not None:
+        conditions.append(day < last)
+    if code:
+        conditions.append(col(PaymentDayStat.currency) == code)
+    columns = [getattr(PaymentDayStat, name) for name in STAT_COLUMNS]
+    return select(*columns).where(*conditions)
+
+
+def _payment_rows(
+    session: Session, low: datetime, high: datetime | None, code: str | None
+) -> Select[Any]:
+    """Payments created in ``[low, high)`` grouped into ``payment_day_stat``'s columns."""
+    captured = col(Payment.captured_minor) > 0
+    has_dispute = exists().where(col(Dispute.payment_id) == col(Payment.id))
+    day = _day(session)
+    reason = func.coalesce(col(Payment.failure_reason), "")
+    group = (day, col(Payment.provider), col(Payment.method), col(Payment.currency))
+    conditions: list[ColumnElement[bool]] = [col(Payment.created_at) >= low]
+    if high is not None:
+        conditions.append(col(Payment.created_at) < high)
+    if code:
+        conditions.append(col(Payment.currency) == code)
+    return (
+        select(
+            day.label("day"),
+            col(Payment.provider).label("provider"),
+            col(Payment.method).label("method"),
+            col(Payment.currency).label("currency"),
+            col(Payment.status).label("status"),
+            reason.label("failure_reason"),
+            func.count().label("payments"),
+            func.sum(col(Payment.amount_minor)).label("amount_minor"),
+            _count_where(captured).label("captured_payments"),
+            func.sum(col(Payment.captured_minor)).label("captured_minor"),
+            _count_where(col(Payment.refunded_minor) > 0).label("refunded_payments"),
+            func.sum(col(Payment.refunded_minor)).label("refunded_minor"),
+            _count_where(and_(captured, has_dispute)).label("disputed_payments"),
+        )
+        .where(*conditions)
+        .group_by(*group, col(Payment.status), reason)
+    )
+
+
+def _grouped(session: Session, start: datetime, end: datetime | None, code: str | None) -> Subquery:
+    """Payments created in ``[start, end)`` (no end if None) as rows of ``payment_day_stat``'s
+    columns: whole UTC days from the stat table, partial days at the edges from ``payment``."""
+    start = start.astimezone(UTC)
+    first_whole = _midnight(start) if start == _midnight(start) else _midnight(start) + ONE_DAY
+    last_whole = None if end is None else _midnight(end)
+    parts: list[Select[Any]] = []
+    if last_whole is None or first_whole < last_whole:
+        parts.append(_stat_rows(first_whole.date(), last_whole and last_whole.date(), code))
+        if start < first_whole:
+            parts.append(_payment_rows(session, start, first_whole, code))
+        if end is not None and last_whole is not None and last_whole < end:
+            parts.append(_payment_rows(session, last_whole, end, code))
+    else:
+        parts.append(_payment_rows(session, start, end, code))
+    if len(parts) == 1:
+        return parts[0].subquery("grouped")
+    return union_all(*parts).subquery("grouped")
+
+
 def _iso_day(value: object) -> str:
     # SQLite returns 'YYYY-MM-DD' text, PostgreSQL a date.
     return value.isoformat() if isinstance(value, date) else str(value)
@@ -172,13 +273,7 @@ def analytics_report(
         except MoneyError as exc:
             raise AnalyticsError(str(exc)) from exc
 
-    conditions: list[ColumnElement[bool]] = [
-        col(Payment.created_at) >= start,
-        col(Payment.created_at) < end,
-    ]
-    if code:
-        conditions.append(col(Payment.currency) == code)
-    day = _day(session).label("day")
+    grouped = _grouped(session, start, end, code)
     first = start.astimezone(UTC).date()
     days = [
         (first + timedelta(days=n)).isoformat() for n in range((_last_day(end) - first).days + 1)
@@ -188,12 +283,12 @@ def analytics_report(
         start=start,
         end=end,
         currency=code,
-        success_rate=_success_rate(session, day, conditions),
-        daily=_daily(session, day, conditions, days),
-        method_mix=_mix(session, "method_mix", col(Payment.method), "method", conditions),
-        currency_mix=_mix(session, "currency_mix", col(Payment.currency), "currency", conditions),
-        failure_reasons=_failure_reasons(session, conditions),
-        refund_dispute=_refund_dispute(session, conditions),
+        success_rate=_success_rate(session, grouped),
+        daily=_daily(session, grouped, days),
+        method_mix=_mix(session, "method_mix", grouped.c.method, "method"),
+        currency_mix=_mix(session, "currency_mix", grouped.c.currency, "currency"),
+        failure_reasons=_failure_reasons(session, grouped),
+        refund_dispute=_refund_dispute(session, grouped),
     )
 
 
@@ -204,20 +299,20 @@ def _last_day(end: datetime) -> date:
     return (utc_end - timedelta(days=1)).date() if utc_end == midnight else utc_end.date()
 
 
-def _success_rate(
-    session: Session, day: ColumnElement[Any], conditions: list[ColumnElement[bool]]
-) -> AnalyticsTable:
-    status = col(Payment.status)
-    unsuccessful = (PaymentStatus.FAILED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED)
+def _success_rate(session: Session, grouped: Subquery) -> AnalyticsTable:
+    g = grouped.c
+    unsuccessful = [s.value for s in OUTCOME_STATUSES if s != PaymentStatus.SUCCEEDED]
+    succeeded = _sum_where(g.status == PaymentStatus.SUCCEEDED, g.payments)
     statement = (
         select(
-            day,
-            col(Payment.provider).label("provider"),
-            _count_where(status == PaymentStatus.SUCCEEDED).label("succeeded"),
-            _count_where(status.in_([s.value for s in unsuccessful])).label("unsuccessful"),
+            g.day,
+            g.provider,
+            succeeded.label("succeeded"),
+            _sum_where(g.status.in_(unsuccessful), g.payments).label("unsuccessful"),
         )
-        .where(*conditions, status.in_([s.value for s in OUTCOME_STATUSES]))
-        .group_by(day, col(Payment.provider))
+        .where(g.status.in_([s.value for s in OUTCOME_STATUSES]))
+        .group_by(g.day, g.provider)
+        .having(func.sum(g.payments) > 0)
     )
     columns = ["day", "provider", "succeeded", "unsuccessful", "success_rate"]
     frame = pd.DataFrame(
@@ -234,23 +329,19 @@ def _success_rate(
     return _table("success_rate", columns, frame)
 
 
-def _daily(
-    session: Session,
-    day: ColumnElement[Any],
-    conditions: list[ColumnElement[bool]],
-    days: list[str],
-) -> AnalyticsTable:
-    succeeded = col(Payment.status) == PaymentStatus.SUCCEEDED
+def _daily(session: Session, grouped: Subquery, days: list[str]) -> AnalyticsTable:
+    g = grouped.c
+    succeeded = g.status == PaymentStatus.SUCCEEDED
     statement = (
         select(
-            day,
-            col(Payment.currency).label("currency"),
-            func.count().label("payments"),
-            _count_where(succeeded).label("succeeded"),
-            func.sum(case((succeeded, col(Payment.amount_minor)), else_=0)).label("volume_minor"),
+            g.day,
+            g.currency,
+            func.sum(g.payments).label("payments"),
+            _sum_where(succeeded, g.payments).label("succeeded"),
+            _sum_where(succeeded, g.amount_minor).label("volume_minor"),
         )
-        .where(*conditions)
-        .group_by(day, col(Payment.currency))
+        .group_by(g.day, g.currency)
+        .having(func.sum(g.payments) > 0)
     )
     found = pd.DataFrame(
         [
@@ -280,17 +371,13 @@ def _daily(
     return _table("daily", columns, frame)
 
 
-def _mix(
-    session: Session,
-    name: str,
-    column: Any,  # a Payment column
-    label: str,
-    conditions: list[ColumnElement[bool]],
-) -> AnalyticsTable:
+def _mix(session: Session, name: str, column: Any, label: str) -> AnalyticsTable:
+    """Payments per value of ``column`` (a column of the grouped rows)."""
+    payments = func.sum(column.table.c.payments)
     statement = (
-        select(column.label(label), func.count().label("payments"))
-        .where(*conditions)
+        select(column.label(label), payments.label("payments"))
         .group_by(column)
+        .having(payments > 0)
     )
     frame = pd.DataFrame(
         [(getattr(r, label), int(r.payments)) for r in session.execute(statement)],
@@ -299,14 +386,15 @@ def _mix(
     return _table(name, [label, "count"], frame)
 
 
-def _failure_reasons(session: Session, conditions: list[ColumnElement[bool]]) -> AnalyticsTable:
-    reason: Any = col(Payment.failure_reason)
-    payments = func.count().label("payments")
+def _failure_reasons(session: Session, grouped: Subquery) -> AnalyticsTable:
+    g = grouped.c
+    payments = func.sum(g.payments).label("payments")
     statement = (
-        select(reason.label("failure_reason"), payments)
-        .where(*conditions, reason.is_not(None))
-        .group_by(reason)
-        .order_by(payments.desc(), reason)
+        select(g.failure_reason, payments)
+        .where(g.failure_reason != "")
+        .group_by(g.failure_reason)
+        .having(func.sum(g.payments) > 0)
+        .order_by(payments.desc(), g.failure_reason)
         .limit(TOP_FAILURE_REASONS)
     )
     frame = pd.DataFrame(
@@ -316,20 +404,20 @@ def _failure_reasons(session: Session, conditions: list[ColumnElement[bool]]) ->
     return _table("failure_reasons", ["failure_reason", "count"], frame)
 
 
-def _refund_dispute(session: Session, conditions: list[ColumnElement[bool]]) -> AnalyticsTable:
-    disputed = col(Payment.id).in_(select(col(Dispute.payment_id)))
+def _refund_dispute(session: Session, grouped: Subquery) -> AnalyticsTable:
+    g = grouped.c
     statement = (
         select(
-            col(Payment.currency).label("currency"),
-            func.count().label("captured_payments"),
-            func.sum(col(Payment.captured_minor)).label("captured_minor"),
-            func.sum(col(Payment.refunded_minor)).label("refunded_minor"),
-            _count_where(col(Payment.refunded_minor) > 0).label("refunded_payments"),
-            _count_where(disputed).label("disputed_payments"),
+            g.currency,
+            _total(g.captured_payments).label("captured_payments"),
+            _total(g.captured_minor).label("captured_minor"),
+            _total(g.refunded_minor).label("refunded_minor"),
+            _total(g.refunded_payments).label("refunded_payments"),
+            _total(g.disputed_payments).label("disputed_payments"),
         )
-        .where(*conditions, col(Payment.captured_minor) > 0)
-        .group_by(col(Payment.currency))
-        .order_by(col(Payment.currency))
+        .group_by(g.currency)
+        .having(func.sum(g.captured_payments) > 0)
+        .order_by(g.currency)
     )
     records = []
     for r in session.execute(statement):
@@ -385,18 +473,19 @@ class PeriodSummary:
     providers: AnalyticsTable  # provider, succeeded, unsuccessful, success_rate
 
 
-def _period_volume(session: Session, since: ColumnElement[bool]) -> AnalyticsTable:
-    succeeded = col(Payment.status) == PaymentStatus.SUCCEEDED
+def _period_volume(session: Session, grouped: Subquery) -> AnalyticsTable:
+    g = grouped.c
+    succeeded = g.status == PaymentStatus.SUCCEEDED
     statement = (
         select(
-            col(Payment.currency).label("currency"),
-            func.count().label("payments"),
-            _count_where(succeeded).label("succeeded"),
-            func.sum(case((succeeded, col(Payment.amount_minor)), else_=0)).label("volume_minor"),
+            g.currency,
+            func.sum(g.payments).label("payments"),
+            _sum_where(succeeded, g.payments).label("succeeded"),
+            _sum_where(succeeded, g.amount_minor).label("volume_minor"),
         )
-        .where(since)
-        .group_by(col(Payment.currency))
-        .order_by(col(Payment.currency))
+        .group_by(g.currency)
+        .having(func.sum(g.payments) > 0)
+        .order_by(g.currency)
     )
     rows = tuple(
         {
@@ -412,18 +501,19 @@ def _period_volume(session: Session, since: ColumnElement[bool]) -> AnalyticsTab
     return AnalyticsTable(name="volume", columns=columns, rows=rows)
 
 
-def _period_providers(session: Session, since: ColumnElement[bool]) -> AnalyticsTable:
-    status = col(Payment.status)
-    unsuccessful = (PaymentStatus.FAILED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED)
+def _period_providers(session: Session, grouped: Subquery) -> AnalyticsTable:
+    g = grouped.c
+    unsuccessful = [s.value for s in OUTCOME_STATUSES if s != PaymentStatus.SUCCEEDED]
     statement = (
         select(
-            col(Payment.provider).label("provider"),
-            _count_where(status == PaymentStatus.SUCCEEDED).label("succeeded"),
-            _count_where(status.in_([s.value for s in unsuccessful])).label("unsuccessful"),
+            g.provider,
+            _sum_where(g.status == PaymentStatus.SUCCEEDED, g.payments).label("succeeded"),
+            _sum_where(g.status.in_(unsuccessful), g.payments).label("unsuccessful"),
         )
-        .where(since, status.in_([s.value for s in OUTCOME_STATUSES]))
-        .group_by(col(Payment.provider))
-        .order_by(col(Payment.provider))
+        .where(g.status.in_([s.value for s in OUTCOME_STATUSES]))
+        .group_by(g.provider)
+        .having(func.sum(g.payments) > 0)
+        .order_by(g.provider)
     )
     rows = tuple(
         {
@@ -448,13 +538,13 @@ def overview_summary(
     summaries: list[PeriodSummary] = []
     for label, days_back in OVERVIEW_PERIODS:
         start = midnight - timedelta(days=days_back)
-        since = col(Payment.created_at) >= start
+        grouped = _grouped(session, start, None, None)
         summaries.append(
             PeriodSummary(
                 label=label,
                 start=start,
-                volume=_period_volume(session, since),
-                providers=_period_providers(session, since),
+                volume=_period_volume(session, grouped),
+                providers=_period_providers(session, grouped),
             )
         )
     return summaries

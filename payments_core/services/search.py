@@ -26,11 +26,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import BigInteger, and_, literal, or_, tuple_
+from sqlalchemy import BigInteger, and_, func, literal, literal_column, or_, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from payments_core.models import Payment, PaymentEvent
+from payments_core.models import (
+    AuditEntry,
+    Dispute,
+    ManualProof,
+    Payment,
+    PaymentEvent,
+    Refund,
+    WebhookEvent,
+)
 from payments_core.models._types import UTCDateTime
 from payments_core.money import MoneyError, format_amount, normalize_currency
 from payments_core.providers.base import PaymentMethod, ProviderName
@@ -39,6 +47,8 @@ from payments_core.services.permissions import Actor, Permission, guarded
 from payments_core.status import PaymentStatus
 
 MAX_LIMIT = 200
+# Up to this many free-text matches, SQLite is told to read the column indexes (``_text_where``).
+SPARSE_TEXT_MATCHES = 2000
 EXPORT_BATCH = 500
 PROVIDERS: tuple[str, ...] = tuple(p.value for p in ProviderName)
 STATUSES: tuple[str, ...] = tuple(s.value for s in PaymentStatus)
@@ -156,6 +166,27 @@ def _text_condition(text: str) -> ColumnElement[bool]:
     return or_(*conditions)
 
 
+def _text_where(session: Session, text: str) -> ColumnElement[bool]:
+    """The free-text condition, with a planner hint on SQLite when few payments match.
+
+    Newest-first with a LIMIT, SQLite's planner (no histograms for ranges, even after ANALYZE)
+    walks the date index and tests every payment until the page is full: instant when the prefix
+    is common, a scan of the whole table when it matches nothing. A bounded probe (the five
+    indexed ranges, at most ``SPARSE_TEXT_MATCHES + 1`` rows) tells which case this is; when few
+    match, ``likelihood(.., 0.001)`` makes SQLite read the five indexes and sort what they give.
+    PostgreSQL decides from its column statistics and gets no hint.
+    """
+    condition = _text_condition(text)
+    if session.get_bind().dialect.name != "sqlite":
+        return condition
+    probe = select(literal(1)).where(condition).limit(SPARSE_TEXT_MATCHES + 1).subquery()
+    matches = session.execute(select(func.count()).select_from(probe)).scalar_one()
+    if matches > SPARSE_TEXT_MATCHES:
+        return condition
+    hinted: ColumnElement[bool] = func.likelihood(condition, literal_column("0.001"))
+    return hinted
+
+
 def _row(payment: Payment) -> PaymentRow:
     return PaymentRow(
         id=payment.id,
@@ -191,12 +222,12 @@ def _aware(value: datetime, what: str) -> datetime:
     return value
 
 
-def _conditions(filters: PaymentFilters) -> list[ColumnElement[bool]]:
+def _conditions(session: Session, filters: PaymentFilters) -> list[ColumnElement[bool]]:
     """The WHERE conditions of ``filters``; a wrong filter raises ``SearchError``."""
     where: list[ColumnElement[bool]] = []
     text = (filters.get("text") or "").strip()
     if text:
-        where.append(_text_condition(text))
+        where.append(_text_where(session, text))
     if provider := filters.get("provider"):
         where.append(col(Payment.provider) == _one_of(provider, PROVIDERS, "provider"))
     if status := filters.get("status"):
@@ -297,7 +328,7 @@ def search_payments(
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise SearchError(f"page size must be between 1 and {MAX_LIMIT}")
-    return _page(session, _conditions(filters), _sort(filters), after, limit)
+    return _page(session, _conditions(session, filters), _sort(filters), after, limit)
 
 
 EXPORT_COLUMNS = (
@@ -348,7 +379,7 @@ def export_payments_csv(
     """
     if not 1 <= batch_size <= 10_000:
         raise SearchError("export batch size must be between 1 and 10000")
-    where, sort = _conditions(filters), _sort(filters)
+    where, sort = _conditions(session, filters), _sort(filters)
     return _export_lines(session, where, sort, batch_size)
 
 
@@ -400,6 +431,21 @@ class TimelineEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSummary:
+    """One delivery about the payment, as the inbox holds it (replayable by finance and up)."""
+
+    id: int
+    provider: str
+    event_type: str
+    event_id: str
+    received_at: datetime
+    verification: str
+    status: str
+    attempts: int
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentView:
     """A payment as people read it: every amount formatted in its currency."""
 
@@ -425,12 +471,78 @@ class PaymentView:
     livemode: bool
     created_at: datetime
     paid_at: datetime | None
-    timeline: list[TimelineEntry]
+    provider_url: str | None  # the payment in the provider's own dashboard, where known
+    timeline: list[TimelineEntry]  # with audit entries when the actor may read the audit log
+    webhooks: list[WebhookSummary]  # newest first
+
+
+def provider_url(payment: Payment, postfinance_space_id: int = 0) -> str | None:
+    """The payment in the provider's dashboard: Stripe payment intents, PostFinance transactions
+    (with the configured space); other providers have no stable per-payment address."""
+    reference = payment.provider_reference
+    if not reference:
+        return None
+    if payment.provider == ProviderName.STRIPE and reference.startswith("pi_"):
+        mode = "" if payment.livemode else "test/"
+        return f"https://dashboard.stripe.com/{mode}payments/{reference}"
+    if (
+        payment.provider == ProviderName.POSTFINANCE
+        and postfinance_space_id
+        and reference.isdigit()
+    ):
+        return (
+            f"https://checkout.postfinance.ch/s/{postfinance_space_id}"
+            f"/payment/transaction/view/{reference}"
+        )
+    return None
+
+
+def _audit_timeline(session: Session, payment_id: str) -> list[TimelineEntry]:
+    """Audit entries about the payment and about its refunds, proofs, disputes and deliveries."""
+    related: list[tuple[str, list[str]]] = [
+        ("payment", [payment_id]),
+        ("refund", list(session.exec(select(Refund.id).where(Refund.payment_id == payment_id)))),
+        (
+            "manual_proof",
+            list(session.exec(select(ManualProof.id).where(ManualProof.payment_id == payment_id))),
+        ),
+        ("dispute", list(session.exec(select(Dispute.id).where(Dispute.payment_id == payment_id)))),
+        (
+            "webhook_event",
+            [
+                str(i)
+                for i in session.exec(
+                    select(WebhookEvent.id).where(WebhookEvent.payment_id == payment_id)
+                )
+            ],
+        ),
+    ]
+    conditions = [
+        and_(col(AuditEntry.entity_type) == kind, col(AuditEntry.entity_id).in_(ids))
+        for kind, ids in related
+        if ids
+    ]
+    entries = session.exec(select(AuditEntry).where(or_(*conditions)).order_by(col(AuditEntry.seq)))
+    return [
+        TimelineEntry(
+            at=e.at,
+            kind="audit",
+            actor=e.actor,
+            summary=f"{e.action} ({e.entity_type} {e.entity_id})",
+            from_status=None,
+            to_status=None,
+        )
+        for e in entries
+    ]
 
 
 @guarded(Permission.VIEW_PAYMENTS)
-def get_payment_view(*, session: Session, actor: Actor, payment_id: str) -> PaymentView:
-    """The payment ``payment_id`` and its timeline, oldest event first."""
+def get_payment_view(
+    *, session: Session, actor: Actor, payment_id: str, postfinance_space_id: int = 0
+) -> PaymentView:
+    """The payment ``payment_id``, its deliveries and one timeline, oldest first: status changes,
+    webhooks, refunds, disputes and proofs, and, for those who may read the audit log, the audit
+    entries about it."""
     payment = session.get(Payment, payment_id)
     if payment is None:
         raise PaymentNotFoundError(payment_id)
@@ -438,6 +550,25 @@ def get_payment_view(*, session: Session, actor: Actor, payment_id: str) -> Paym
         select(PaymentEvent)
         .where(col(PaymentEvent.payment_id) == payment.id)
         .order_by(col(PaymentEvent.at), col(PaymentEvent.id))
+    ).all()
+    timeline = [
+        TimelineEntry(
+            at=e.at,
+            kind=e.kind,
+            actor=e.actor,
+            summary=e.summary,
+            from_status=e.from_status,
+            to_status=e.to_status,
+        )
+        for e in events
+    ]
+    if actor.can(Permission.VIEW_AUDIT):
+        # sorted() is stable: at equal times, the payment's own events stay before the audit's.
+        timeline = sorted(timeline + _audit_timeline(session, payment.id), key=lambda t: t.at)
+    deliveries = session.exec(
+        select(WebhookEvent)
+        .where(col(WebhookEvent.payment_id) == payment.id)
+        .order_by(col(WebhookEvent.id).desc())
     ).all()
 
     def money(minor: int) -> str:
@@ -466,16 +597,21 @@ def get_payment_view(*, session: Session, actor: Actor, payment_id: str) -> Paym
         livemode=payment.livemode,
         created_at=payment.created_at,
         paid_at=payment.paid_at,
-        timeline=[
-            TimelineEntry(
-                at=e.at,
-                kind=e.kind,
-                actor=e.actor,
-                summary=e.summary,
-                from_status=e.from_status,
-                to_status=e.to_status,
+        provider_url=provider_url(payment, postfinance_space_id),
+        timeline=timeline,
+        webhooks=[
+            WebhookSummary(
+                id=w.id or 0,
+                provider=w.provider,
+                event_type=w.event_type,
+                event_id=w.event_id,
+                received_at=w.received_at,
+                verification=w.verification,
+                status=w.status,
+                attempts=w.attempts,
+                last_error=w.last_error,
             )
-            for e in events
+            for w in deliveries
         ],
     )
 
@@ -492,7 +628,9 @@ __all__ = [
     "PaymentView",
     "SearchError",
     "TimelineEntry",
+    "WebhookSummary",
     "export_payments_csv",
     "get_payment_view",
+    "provider_url",
     "search_payments",
 ]

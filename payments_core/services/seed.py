@@ -1089,6 +1089,10 @@ def seed_demo_data(
         write(batch, count)
         if progress:
             progress(count)
+    with engine.begin() as connection:
+        # Fresh statistics, so the planners see the data just written (PostgreSQL's autovacuum
+        # would get there later; SQLite only ever learns them from ANALYZE).
+        connection.exec_driver_sql("ANALYZE")
     report = SeedReport(
         payments=payments,
         refunds=totals["refunds"],

@@ -77,6 +77,11 @@ class Candidate:
     status: str
     reason: str
 
+    @property
+    def amount(self) -> str:
+        """The amount for people, e.g. ``"1,234.50 CHF"``."""
+        return format_amount(self.amount_minor, self.currency)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "payment_id": self.payment_id,
@@ -101,6 +106,11 @@ class ImportedLine:
     proof_id: str | None = None
     candidates: tuple[Candidate, ...] = ()
     note: str | None = None  # why an exact-looking line was not matched
+
+    @property
+    def amount(self) -> str:
+        """The credited amount for people, e.g. ``"1,234.50 CHF"``."""
+        return format_amount(self.amount_minor, self.currency)
 
 
 @dataclass(frozen=True, slots=True)

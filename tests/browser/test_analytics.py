@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from browser_support import Dashboard, screenshot, sign_in
+from browser_support import HOME, Dashboard, screenshot, sign_in
 from playwright.sync_api import Page
 
 CHARTS = (
@@ -25,7 +25,7 @@ def test_analyst_sees_every_chart_switches_range_and_downloads_csv(
     page: Page, dashboard: Dashboard, tmp_path: Path
 ) -> None:
     sign_in(page, dashboard, "analyst")
-    page.wait_for_url("**/payments")
+    page.wait_for_url(HOME)
     page.click("#nav-analytics")
     page.wait_for_url("**/analytics")
 

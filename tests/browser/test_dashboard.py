@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from browser_support import Dashboard, screenshot, sign_in
+from browser_support import HOME, Dashboard, screenshot, sign_in
 from playwright.sync_api import Page
 
 
@@ -21,8 +21,24 @@ def test_a_wrong_password_shows_a_readable_error(page: Page, dashboard: Dashboar
     screenshot(page, dashboard, "login-error")
 
 
+def test_signing_in_lands_on_the_overview_and_a_signed_in_visit_to_login_goes_there(
+    page: Page, dashboard: Dashboard
+) -> None:
+    sign_in(page, dashboard, "finance")
+    page.wait_for_url(HOME)
+    assert page.url == f"{dashboard.url}/overview"
+    page.wait_for_selector(".provider-row")
+    assert "finance@example.com" in page.inner_text("#signed-in-as")
+    page.goto(f"{dashboard.url}/login")
+    page.wait_for_url(HOME)
+    page.goto(f"{dashboard.url}/")
+    page.wait_for_url(HOME)
+
+
 def test_admin_searches_and_opens_a_payment_timeline(page: Page, dashboard: Dashboard) -> None:
     sign_in(page, dashboard, "admin")
+    page.wait_for_url(HOME)
+    page.click("#nav-payments")
     page.wait_for_url("**/payments")
     page.wait_for_selector(".payment-row")
     assert page.locator(".payment-row").count() == 50
@@ -54,14 +70,14 @@ def test_analyst_sees_no_admin_navigation_and_is_refused_on_the_server(
     page: Page, dashboard: Dashboard
 ) -> None:
     sign_in(page, dashboard, "analyst")
-    page.wait_for_url("**/payments")
-    page.wait_for_selector(".payment-row")
+    page.wait_for_url(HOME)
+    page.wait_for_selector(".provider-row")
     assert page.locator("#nav-payments").is_visible()
     assert page.locator("#nav-users").count() == 0
     assert "(analyst)" in page.inner_text("#signed-in-as")
     screenshot(page, dashboard, "payments-analyst")
     # Typing the address does not help: the page's on_load checks the role on the server.
     page.goto(f"{dashboard.url}/users")
-    page.wait_for_url("**/payments")
+    page.wait_for_url(HOME)
     page.click("#sign-out")
     page.wait_for_url("**/login")

@@ -1,6 +1,7 @@
 """Refunds in headless Chromium: finance requests one above the approval threshold, another manager
 approves or rejects it, the requester cannot decide their own, and an analyst is refused on the
-server even when the refund event is crafted by hand (fixtures: conftest).
+server even when the refund event is crafted by hand (fixtures: conftest). While a request runs,
+its button is disabled and says so, and a second submission is ignored.
 
 Each test makes its own captured CHF payment through the dummy provider, which refunds at once
 and needs no account: the seeded CHF payments belong to providers the test app has no credentials
@@ -13,7 +14,14 @@ import json
 import re
 import uuid
 
-from browser_support import Dashboard, screenshot, sign_in
+from browser_support import (
+    HOME,
+    Dashboard,
+    holding_writes,
+    screenshot,
+    sign_in,
+    wait_for_log,
+)
 from factories import make_payment
 from playwright.sync_api import Page, WebSocketRoute, expect
 from sqlmodel import Session, col, select
@@ -66,7 +74,7 @@ def _switch_user(page: Page, dashboard: Dashboard, name: str) -> None:
         page.click("#sign-out")
         page.wait_for_url("**/login")
     sign_in(page, dashboard, name)
-    page.wait_for_url("**/payments")
+    page.wait_for_url(HOME)
     # The navigation follows the role once the session is checked on the server.
     expect(page.locator("#signed-in-as")).to_contain_text(f"{name}@example.com")
 
@@ -94,9 +102,22 @@ def test_finance_requests_above_the_threshold_and_a_manager_approves(
     assert _refunds_of(dashboard, payment_id) == []
     screenshot(page, dashboard, "refund-refused")
 
-    _request_refund(page, "600.00", "customer returned the goods")
+    # The request is held in the app (its writes wait here) to look at the page meanwhile: the
+    # button says it is working and cannot be pressed, and a second submission of the form
+    # (which the disabled button no longer offers) is ignored by the server.
+    with holding_writes(dashboard):
+        _request_refund(page, "600.00", "customer returned the goods")
+        submit = page.locator("#refund-submit")
+        expect(submit).to_be_disabled()
+        expect(submit).to_contain_text("Requesting refund…")
+        screenshot(page, dashboard, "refund-requesting")
+        page.eval_on_selector("#refund-form", "form => form.requestSubmit()")
+        wait_for_log(dashboard, f"refund request on payment {payment_id} ignored")
+        expect(submit).to_be_disabled()
     page.wait_for_selector("#refund-result-status")
     assert page.inner_text("#refund-result-status") == "pending_approval"
+    expect(page.locator("#refund-submit")).to_be_enabled()
+    expect(page.locator("#refund-submit")).to_have_text("Request refund")
     page.wait_for_selector(".refund-row")
     assert page.locator(".refund-row").count() == 1
     screenshot(page, dashboard, "refund-requested")
@@ -211,7 +232,7 @@ def test_an_analyst_sees_no_refund_action_and_a_crafted_request_is_refused_on_th
     screenshot(page, dashboard, "payment-detail-analyst")
     # The page offers no link either, and typing the address sends the analyst back.
     page.goto(f"{dashboard.url}/refunds")
-    page.wait_for_url("**/payments")
+    page.wait_for_url(HOME)
 
     page.goto(f"{dashboard.url}/payments/{payment_id}")
     page.wait_for_selector("#payment-fields")

@@ -1,18 +1,26 @@
-"""Manual review in headless Chromium: a manager approves a proof that finance recorded."""
+"""Manual review in headless Chromium: a manager approves a proof that finance recorded, and
+imports a bank statement whose exact match joins the queue (a second import adds nothing, a bad
+file is refused with its reason); an analyst gets neither the page nor, by a crafted upload, the
+import."""
 
 from __future__ import annotations
 
 import struct
 import zlib
+from datetime import date, timedelta
+from urllib.parse import urlsplit
 
+import httpx
 from browser_support import Dashboard, screenshot, sign_in
 from factories import make_payment
-from playwright.sync_api import Page
-from sqlmodel import Session
+from playwright.sync_api import FilePayload, Page
+from sqlmodel import Session, func, select
 
+from dashboard.pages.review import ReviewState
 from payments_core.config import Settings
 from payments_core.db import make_engine
-from payments_core.models import Role
+from payments_core.models import Payment, Role, StatementLine
+from payments_core.money import format_amount
 from payments_core.services import proofs
 from payments_core.services.permissions import Actor
 
@@ -67,11 +75,17 @@ def proof_recorded_by(
         engine.dispose()
 
 
+def signed_in(page: Page, dashboard: Dashboard, name: str) -> None:
+    """Sign in and wait to leave the login page (wherever sign-in lands)."""
+    sign_in(page, dashboard, name)
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
 def test_a_manager_approves_a_proof_recorded_by_finance(page: Page, dashboard: Dashboard) -> None:
     payment_id, proof_id = proof_recorded_by(dashboard, FINANCE, "bank transfer BR-7781")
 
-    sign_in(page, dashboard, "manager")
-    page.wait_for_url("**/payments")
+    signed_in(page, dashboard, "manager")
+    page.wait_for_selector("#nav-review")
     page.click("#nav-review")
     page.wait_for_url("**/review")
     row = page.locator(".proof-row", has_text=proof_id)
@@ -106,8 +120,7 @@ def test_a_recorder_is_refused_review_and_a_rejection_needs_a_reason(
     first_payment_id, _ = proof_recorded_by(dashboard, FINANCE, "cash at the counter C-18", png)
     _, proof_id = proof_recorded_by(dashboard, MANAGER2, "cash at the counter C-19", png)
 
-    sign_in(page, dashboard, "manager2")
-    page.wait_for_url("**/payments")
+    signed_in(page, dashboard, "manager2")
     page.goto(f"{dashboard.url}/review")
     row = page.locator(".proof-row", has_text=proof_id)
     row.wait_for()
@@ -128,11 +141,185 @@ def test_a_recorder_is_refused_review_and_a_rejection_needs_a_reason(
 
 
 def test_finance_sees_no_review_page(page: Page, dashboard: Dashboard) -> None:
-    sign_in(page, dashboard, "finance")
-    page.wait_for_url("**/payments")
+    signed_in(page, dashboard, "finance")
+    page.goto(f"{dashboard.url}/payments")
     page.wait_for_selector(".payment-row")
     assert page.locator("#nav-review").count() == 0
     # Typing the address does not help: the page's on_load checks the role on the server.
     page.goto(f"{dashboard.url}/review")
-    page.wait_for_url("**/payments")
+    page.wait_for_url(lambda url: not url.endswith("/review"))
     screenshot(page, dashboard, "review-finance")
+
+
+# --- bank statements ----------------------------------------------------------------------------
+
+
+def open_bank_transfers(dashboard: Dashboard) -> tuple[Payment, Payment]:
+    """Two manual bank transfers awaiting payment, in the app's database.
+
+    Made here rather than picked from the seed: the seed leaves few open bank transfers, and those
+    already carry proofs (and other tests add their own)."""
+    engine = make_engine(dashboard.database_url)
+    try:
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            exact, named = (
+                make_payment(
+                    session,
+                    provider="manual",
+                    provider_reference=None,
+                    method="bank_transfer",
+                    amount_minor=amount,
+                    currency=currency,
+                )
+                for amount, currency in ((48_215, "CHF"), (7_340, "EUR"))
+            )
+        return exact, named
+    finally:
+        engine.dispose()
+
+
+def statement_lines(dashboard: Dashboard) -> int:
+    engine = make_engine(dashboard.database_url)
+    try:
+        with Session(engine) as session:
+            return int(session.exec(select(func.count()).select_from(StatementLine)).one())
+    finally:
+        engine.dispose()
+
+
+def csv_statement(exact: Payment, named: Payment) -> bytes:
+    """Three lines: an exact match, a credit naming a payment with another amount, a bad amount."""
+
+    def major(minor: int, currency: str) -> str:
+        return format_amount(minor, currency, with_code=False, grouping=False)
+
+    booked = (date.today() - timedelta(days=1)).isoformat()
+    rows = [
+        "Booking date;Amount;Currency;Reference;Counterparty",
+        f"{booked};{major(exact.amount_minor, exact.currency)};{exact.currency};"
+        f"Transfer {exact.id};Muster AG",
+        f"{booked};{major(named.amount_minor + 100, named.currency)};{named.currency};"
+        f"Order {named.id};Beispiel GmbH",
+        f"{booked};12.5x;CHF;a line the bank garbled;Nobody",
+    ]
+    return ("\n".join(rows) + "\n").encode("utf-8")
+
+
+def choose_statement(page: Page, name: str, content: bytes, mime: str) -> None:
+    page.set_input_files(
+        "#statement-section input[type=file]",
+        files=[FilePayload(name=name, mimeType=mime, buffer=content)],
+    )
+
+
+def import_statement(page: Page, name: str, content: bytes, mime: str = "text/csv") -> None:
+    choose_statement(page, name, content, mime)
+    page.wait_for_selector(f"#statement-chosen >> text={name}")
+    page.click("#statement-import")
+
+
+def test_a_manager_imports_a_statement_and_its_match_joins_the_queue(
+    page: Page, dashboard: Dashboard
+) -> None:
+    exact, named = open_bank_transfers(dashboard)
+    statement = csv_statement(exact, named)
+
+    signed_in(page, dashboard, "manager")
+    page.goto(f"{dashboard.url}/review")
+    page.wait_for_selector("#statement-section")
+    import_statement(page, "march.csv", statement)
+
+    matched = page.locator(".matched-line")
+    matched.first.wait_for()
+    assert matched.count() == 1
+    assert page.inner_text("#count-credits") == "2"
+    assert page.inner_text("#count-matched") == "1"
+    assert page.inner_text("#count-already-imported") == "0"
+    assert page.inner_text("#count-unmatched") == "1"
+    assert page.inner_text("#count-errors") == "1"
+    link = matched.locator(".matched-payment-link")
+    assert link.inner_text() == exact.id
+    assert link.get_attribute("href") == f"/payments/{exact.id}"
+    assert format_amount(exact.amount_minor, exact.currency) in matched.inner_text()
+    proof_id = matched.locator(".matched-proof").inner_text().strip()
+    assert proof_id.startswith("prf_")
+
+    unmatched = page.locator(".unmatched-line")
+    assert unmatched.count() == 1
+    candidate = unmatched.locator(".candidate-link")
+    assert candidate.first.inner_text() == named.id
+    assert candidate.first.get_attribute("href") == f"/payments/{named.id}"
+    assert (
+        "the reference names this payment, but it is "
+        + format_amount(named.amount_minor, named.currency)
+        in unmatched.inner_text()
+    )
+    error = page.inner_text("#statement-errors")
+    assert "line 4" in error and "12.5x" in error
+
+    # The queue above reloaded: the new proof waits there for another manager.
+    row = page.locator(".proof-row", has_text=proof_id)
+    row.wait_for()
+    assert exact.id in row.inner_text() and "manager@example.com" in row.inner_text()
+    screenshot(page, dashboard, "review-statement")
+
+    # The same file again: every line is known, nothing new is matched or queued.
+    lines_before = statement_lines(dashboard)
+    import_statement(page, "march.csv", statement)
+    page.wait_for_function(
+        "() => document.querySelector('#count-already-imported')?.innerText === '2'"
+    )
+    assert page.inner_text("#count-matched") == "0"
+    assert page.inner_text("#count-unmatched") == "0"
+    assert page.locator(".matched-line").count() == 0
+    assert page.locator(".proof-row", has_text=exact.id).count() == 1
+    assert statement_lines(dashboard) == lines_before
+    screenshot(page, dashboard, "review-statement-again")
+
+    # A file that is no statement is refused whole, with the reason.
+    import_statement(page, "notes.xml", b"this is not a bank statement", "application/xml")
+    refusal = page.wait_for_selector("#statement-error")
+    assert refusal is not None
+    assert "notes.xml was not imported" in refusal.inner_text()
+    assert "does not contain XML" in refusal.inner_text()
+    assert page.locator("#statement-result").count() == 0
+    # A file of another type does not even leave the browser.
+    choose_statement(page, "receipt.pdf", b"%PDF-1.4 not a statement", "application/pdf")
+    page.wait_for_function(
+        "() => document.querySelector('#statement-error')?.innerText.includes('receipt.pdf')"
+    )
+    assert statement_lines(dashboard) == lines_before
+    screenshot(page, dashboard, "review-statement-refused")
+
+
+def test_an_analyst_gets_no_upload_and_a_crafted_one_is_refused(
+    page: Page, dashboard: Dashboard
+) -> None:
+    exact, named = open_bank_transfers(dashboard)
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+
+    signed_in(page, dashboard, "analyst")
+    page.goto(f"{dashboard.url}/review")
+    page.wait_for_url(lambda url: not url.endswith("/review"))
+    page.wait_for_selector("#signed-in-as")
+    assert page.locator("#statement-section").count() == 0
+    assert page.locator("input[type=file]").count() == 0
+
+    # Post the upload the page never offers, as the analyst's own browser session would.
+    backend = urlsplit(sockets[-1])
+    scheme = "https" if backend.scheme == "wss" else "http"
+    token = page.evaluate("() => window.sessionStorage.getItem('token')")
+    before = statement_lines(dashboard)
+    response = httpx.post(
+        f"{scheme}://{backend.netloc}/_upload",
+        headers={
+            "Reflex-Client-Token": token,
+            "Reflex-Event-Handler": f"{ReviewState.get_full_name()}.upload_statement",
+        },
+        files={"files": ("crafted.csv", csv_statement(exact, named), "text/csv")},
+        timeout=30,
+    )
+    assert response.is_success, response.text
+    assert "analyst@example.com (analyst) may not import bank statements" in response.text
+    assert statement_lines(dashboard) == before

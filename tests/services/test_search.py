@@ -10,20 +10,25 @@ from typing import Any
 
 import pytest
 from factories import make_payment
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from payments_core.models import Role
+from payments_core.models import Payment, Role, WebhookEvent
+from payments_core.services.audit import record_audit
 from payments_core.services.payments import PaymentNotFoundError, add_timeline_event
 from payments_core.services.permissions import Actor
 from payments_core.services.search import (
+    SPARSE_TEXT_MATCHES,
     SearchError,
     export_payments_csv,
     get_payment_view,
+    provider_url,
     search_payments,
 )
 
 ANALYST = Actor(name="analyst@example.com", role=Role.ANALYST)
+ADMIN = Actor(name="admin@example.com", role=Role.ADMIN)
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -173,6 +178,62 @@ def test_payment_view_has_formatted_amounts_and_timeline(engine: Engine) -> None
         assert view.timeline[1].to_status == "succeeded"
         with pytest.raises(PaymentNotFoundError):
             get_payment_view(session=session, actor=ANALYST, payment_id="pay_missing")
+
+
+def test_payment_view_lists_deliveries_and_shows_audit_entries_to_auditors(engine: Engine) -> None:
+    with Session(engine) as session, session.begin():
+        payment = make_payment(session, provider_reference="pi_view_1", livemode=True)
+        other = make_payment(session)
+        for n, (target, status) in enumerate([(payment, "processed"), (payment, "dead"),
+                                              (other, "processed")]):  # fmt: skip
+            session.add(
+                WebhookEvent(
+                    provider="stripe", event_id=f"evt_view_{n}", event_type="charge.updated",
+                    payload=b"{}", status=status, attempts=n, payment_id=target.id,
+                    last_error="boom" if status == "dead" else None,
+                )
+            )  # fmt: skip
+        add_timeline_event(
+            session=session, payment=payment, kind="created", actor="api", summary="created", at=T0
+        )
+        record_audit(
+            session=session, actor="anna@example.com", action="payment.flagged",
+            entity_type="payment", entity_id=payment.id, at=T0 + timedelta(minutes=5),
+        )  # fmt: skip
+        record_audit(
+            session=session, actor="x@example.com", action="payment.flagged",
+            entity_type="payment", entity_id=other.id, at=T0,
+        )  # fmt: skip
+        payment_id = payment.id
+    with Session(engine) as session:
+        analyst = get_payment_view(session=session, actor=ANALYST, payment_id=payment_id)
+        admin = get_payment_view(session=session, actor=ADMIN, payment_id=payment_id)
+    assert [(w.status, w.attempts, w.last_error) for w in analyst.webhooks] == [
+        ("dead", 1, "boom"),
+        ("processed", 0, None),
+    ]
+    assert [e.kind for e in analyst.timeline] == ["created"]  # no audit log for analysts
+    assert [(e.kind, e.actor) for e in admin.timeline] == [
+        ("created", "api"),
+        ("audit", "anna@example.com"),
+    ]
+    assert "payment.flagged" in admin.timeline[1].summary
+    assert analyst.provider_url == "https://dashboard.stripe.com/payments/pi_view_1"
+
+
+def test_provider_links_where_the_provider_has_an_address() -> None:
+    stripe_test = Payment(provider="stripe", provider_reference="pi_1", livemode=False,
+                          amount_minor=1, currency="CHF", method="card")  # fmt: skip
+    assert provider_url(stripe_test) == "https://dashboard.stripe.com/test/payments/pi_1"
+    postfinance = Payment(provider="postfinance", provider_reference="4242", amount_minor=1,
+                          currency="CHF", method="card")  # fmt: skip
+    assert provider_url(postfinance) is None  # no space configured: no address to give
+    assert provider_url(postfinance, 7) == (
+        "https://checkout.postfinance.ch/s/7/payment/transaction/view/4242"
+    )
+    paystack = Payment(provider="paystack", provider_reference="ref_1", amount_minor=1,
+                       currency="NGN", method="card")  # fmt: skip
+    assert provider_url(paystack) is None
 
 
 # --- Filters, sort orders and the CSV export -----------------------------------------------------
@@ -348,3 +409,68 @@ def test_export_checks_its_filters_when_called_not_when_iterated(
 ) -> None:
     with Session(engine) as session, pytest.raises(SearchError, match="choose a currency"):
         export_payments_csv(session=session, actor=ANALYST, amount_min=1)
+
+
+@pytest.fixture
+def many(engine: Engine) -> None:
+    """More payments sharing a prefix than the sparse-text threshold, and a few that do not."""
+    with Session(engine) as session, session.begin():
+        start = datetime(2026, 2, 1, tzinfo=UTC)
+        for n in range(SPARSE_TEXT_MATCHES + 20):
+            make_payment(
+                session,
+                created_at=start + timedelta(minutes=n),
+                customer_email=f"bulk{n:05d}@example.com" if n % 500 else f"rare{n}@example.com",
+            )
+        session.execute(text("ANALYZE"))
+
+
+def _every_page(engine: Engine, **filters: Any) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    with Session(engine) as session:
+        while True:
+            page = search_payments(
+                session=session, actor=ANALYST, after=cursor, limit=200, **filters
+            )
+            seen += [r.id for r in page.rows]
+            if page.next_cursor is None:
+                return seen
+            cursor = page.next_cursor
+
+
+@pytest.mark.parametrize("prefix", ["bulk", "rare", "rare1", "nothing", "BULK"])
+def test_common_and_rare_prefixes_give_the_same_rows_as_filtering_everything(
+    engine: Engine, many: None, prefix: str
+) -> None:
+    with Session(engine) as session:
+        everything = sorted(
+            session.exec(select(Payment)).all(), key=lambda p: (p.created_at, p.id), reverse=True
+        )
+    expected = [p.id for p in everything if (p.customer_email or "").startswith(prefix.lower())]
+    assert _every_page(engine, text=prefix) == expected
+
+
+def test_rare_prefix_reads_the_column_indexes_on_sqlite(engine: Engine, many: None) -> None:
+    """SQLite, left alone, walks the date index and tests every payment for a rare prefix."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the planner hint is for SQLite; PostgreSQL plans from its statistics")
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "ORDER BY" in statement and not statement.startswith("EXPLAIN"):
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with Session(engine) as session:
+            search_payments(session=session, actor=ANALYST, text="rare")
+            search_payments(session=session, actor=ANALYST, text="bulk")
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    (rare, rare_parameters), (common, _) = statements
+    assert "likelihood(" in rare
+    assert "likelihood(" not in common  # many matches: the date index finds a page at once
+    with engine.connect() as connection:
+        plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {rare}", rare_parameters).all()
+    assert "MULTI-INDEX OR" in " | ".join(str(r[-1]) for r in plan)

@@ -90,6 +90,7 @@ def test_csv_exact_matches_become_proofs_awaiting_approval(session: Session) -> 
 
     line = result.matched[0]
     assert line.line == 2 and line.amount_minor == 123_450 and line.booked_on == date(2026, 3, 2)
+    assert line.amount == "1,234.50 CHF"
     proof = session.get(ManualProof, line.proof_id)
     assert proof is not None
     assert proof.status == "pending_review"
@@ -120,6 +121,8 @@ def test_unmatched_lines_carry_their_nearest_candidates(session: Session) -> Non
     # Same amount, no id: the manual payment of 80.00 (the Stripe one is not a candidate).
     invoice = by_line[4]
     assert [(c.payment_id, c.reason) for c in invoice.candidates] == [(PAY_B, "same amount")]
+    # Amounts come formatted for people (the dashboard shows them as they are).
+    assert invoice.amount == "80.00 CHF" and invoice.candidates[0].amount == "80.00 CHF"
     assert by_line[9].candidates == invoice.candidates  # the identical second transfer
 
     # An id with one character wrong, and the same amount.
