@@ -9,7 +9,9 @@ a file lock keeps two test runs from building at the same time. The app's log is
 does not come up. Signing in lands on ``HOME`` (the overview). Tests save screenshots under
 ``var/screenshots/`` of the session's VAR_DIR (``screenshot``). ``holding_writes`` keeps the
 app's next write waiting, so a test can look at a page while one of its handlers is still
-running; ``wait_for_log`` waits for what a handler logged.
+running; ``wait_for_log`` waits for what a handler logged. ``EventRelay`` and ``post_upload`` send
+what a page never offers (an event or an upload for a handler the role may not use), as the
+signed-in browser itself would, to show the server refuses it. ``small_png`` is a real PNG.
 
 Chromium is the system one (/usr/bin/chromium; `make install` installs it). Without it the tests
 skip locally and fail with CI=true.
@@ -19,13 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+import re
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +70,7 @@ USERS = {
 PASSWORDS = {name: f"{name}-password-123" for name in USERS}
 
 try:
-    from playwright.sync_api import Browser, Page, sync_playwright
+    from playwright.sync_api import Browser, Page, WebSocketRoute, sync_playwright
 except ImportError:  # pragma: no cover - playwright is in the dev extras
     sync_playwright = None
 
@@ -258,3 +264,71 @@ def wait_for_log(dashboard: Dashboard, text: str, timeout: float = WAIT_MS / 100
         if time.monotonic() > deadline:
             pytest.fail(f"the app never logged {text!r}", pytrace=False)
         time.sleep(0.1)
+
+
+def small_png(width: int = 40, height: int = 24) -> bytes:
+    """A real (decodable) PNG: a green rectangle; another width gives other bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + b"\x20\xa0\x40" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+class EventRelay:
+    """Sits between a page and the app's event socket, to send an event the page never offers.
+
+    Create it before the page opens the app; ``send`` then goes on the page's latest socket, with
+    the router data of the page's own first event there (in the socket.io connect packet of the
+    event namespace), so the app takes it for the page's: the session is the socket's.
+    """
+
+    def __init__(self, page: Page) -> None:
+        self.sent: list[str] = []
+        self.servers: list[WebSocketRoute] = []
+        page.route_web_socket(re.compile(r".*/_event.*"), self._relay)
+
+    def _relay(self, ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        self.servers.append(server)
+
+        def from_page(message: str | bytes) -> None:
+            if isinstance(message, str):
+                self.sent.append(message)
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    def send(self, handler: str, payload: dict[str, Any]) -> None:
+        """Send ``handler`` (a state's full name, a dot, the handler's name) with ``payload``."""
+        boot = json.loads(next(m for m in reversed(self.sent) if m.startswith("40/_event,{"))[10:])
+        crafted = {"name": handler, "payload": payload, "router_data": boot["event"]["router_data"]}
+        self.servers[-1].send("42/_event," + json.dumps(["event", crafted]))
+
+
+def post_upload(
+    page: Page,
+    dashboard: Dashboard,
+    handler: str,
+    files: list[tuple[str, bytes, str]],
+    args: dict[str, Any] | None = None,
+) -> httpx.Response:
+    """Post an upload to ``handler`` as the page's own browser session would (its token), with
+    the handler's other arguments in ``args``; the answer carries the state's changes."""
+    token = page.evaluate("() => window.sessionStorage.getItem('token')")
+    return httpx.post(
+        f"{dashboard.backend_url}/_upload",
+        headers={"Reflex-Client-Token": token, "Reflex-Event-Handler": handler},
+        # Reflex reads the arguments before the files: httpx sends data fields first.
+        data={"__reflex_event_args": json.dumps(args)} if args else None,
+        files=[("files", file) for file in files],
+        timeout=30,
+    )

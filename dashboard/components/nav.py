@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import reflex as rx
 
 from dashboard.state import AuthState
 from payments_core.services.permissions import Permission
 
-# (label, route, permission needed): a page appears in the bar only for roles that hold it.
-NAV_ITEMS: tuple[tuple[str, str, Permission], ...] = (
-    ("Overview", "/overview", Permission.VIEW_PAYMENTS),
-    ("Payments", "/payments", Permission.VIEW_PAYMENTS),
-    ("Review", "/review", Permission.REVIEW_PROOF),
-    ("Refunds", "/refunds", Permission.REQUEST_REFUND),
-    ("Disputes", "/disputes", Permission.MANAGE_DISPUTES),
-    ("Analytics", "/analytics", Permission.VIEW_ANALYTICS),
-    ("Webhooks", "/webhooks", Permission.VIEW_PAYMENTS),
-    ("Audit", "/audit", Permission.VIEW_AUDIT),
-    ("Users", "/users", Permission.MANAGE_USERS),
+_P = Permission
+# (label, route, permissions): a page appears in the bar for roles that hold any of them (the
+# page's on_load checks the same on the server). Review holds the proof queue (REVIEW_PROOF) and
+# the bank statement import (IMPORT_STATEMENT); each role sees the parts it may use.
+NAV_ITEMS: tuple[tuple[str, str, tuple[Permission, ...]], ...] = (
+    ("Overview", "/overview", (_P.VIEW_PAYMENTS,)),
+    ("Payments", "/payments", (_P.VIEW_PAYMENTS,)),
+    ("Review", "/review", (_P.REVIEW_PROOF, _P.IMPORT_STATEMENT)),
+    ("Refunds", "/refunds", (_P.REQUEST_REFUND,)),
+    ("Disputes", "/disputes", (_P.MANAGE_DISPUTES,)),
+    ("Analytics", "/analytics", (_P.VIEW_ANALYTICS,)),
+    ("Webhooks", "/webhooks", (_P.VIEW_PAYMENTS,)),
+    ("Audit", "/audit", (_P.VIEW_AUDIT,)),
+    ("Users", "/users", (_P.MANAGE_USERS,)),
 )
 
 
-def _item(label: str, route: str, permission: Permission) -> rx.Component:
+def _item(label: str, route: str, permissions: tuple[Permission, ...]) -> rx.Component:
+    held = (AuthState.permissions.contains(p.value) for p in permissions)
     return rx.cond(
-        AuthState.permissions.contains(permission.value),
+        functools.reduce(operator.or_, held),
         rx.link(label, href=route, id=f"nav-{label.lower()}", weight="medium"),
     )
 

@@ -1,15 +1,22 @@
-"""Manual review: the proofs awaiting a manager, a preview of the uploaded file, approve or reject.
+"""Manual review: the proofs awaiting a manager, a preview of the uploaded file, approve or reject;
+and the bank statement import that turns matching credits into such proofs.
+
+The page is open to a role with REVIEW_PROOF (the queue) or IMPORT_STATEMENT (the import): finance
+imports statements and a manager reviews what they created. ``load`` sends anyone with neither
+away, and reads the queue only for a role with REVIEW_PROOF (``review_queue`` would refuse the
+others); the page shows each part only to the roles that may use it.
 
 The preview is read on the server by proof id only (``read_proof_file``: the path comes from the
 stored hash, never from the browser) and handed to the page as a data URL for the one proof being
-looked at. Approving and rejecting call the services with the signed-in Actor, which also refuse a
+looked at. Approving and rejecting call the services with the signed-in Actor, which check
+REVIEW_PROOF themselves (so a crafted approve from finance is refused there) and also refuse a
 reviewer who recorded the proof; their messages are shown as they are.
 
 A bank statement (CSV or CAMT.053) uploaded here goes to ``import_statement`` with the signed-in
 Actor, which checks IMPORT_STATEMENT itself, so a crafted upload from a role without it is refused
 on the server. The page shows what the service returns (amounts come formatted from it): the
 counts, the credits that became proofs, the others with their nearest payments and why, and the
-lines that could not be read; then the queue reloads with the new proofs.
+lines that could not be read; then the queue reloads with the new proofs (for a reviewer).
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ from payments_core.services.statements import (
 )
 
 ROUTE = "/review"
+# Either opens the page; each part of it needs its own (see the module docstring).
+PAGE_PERMISSIONS = (Permission.REVIEW_PROOF, Permission.IMPORT_STATEMENT)
 _PREVIEWABLE = frozenset({"image/png", "image/jpeg", "application/pdf"})
 STATEMENT_UPLOAD_ID = "statement-upload"
 # react-dropzone accepts a file whose type or extension is listed.
@@ -148,11 +157,14 @@ class ReviewState(AuthState):
     statement_errors: rx.Field[list[dict[str, str]]] = rx.field([])
     statement_error: str = ""
 
-    def _reviewer(self) -> Actor | EventSpec:
+    def _signed_in(self) -> Actor | EventSpec:
         actor = self._actor()
-        if actor is None:
-            return rx.redirect(LOGIN_ROUTE)
-        if not actor.can(Permission.REVIEW_PROOF):
+        return rx.redirect(LOGIN_ROUTE) if actor is None else actor
+
+    def _visitor(self) -> Actor | EventSpec:
+        """The signed-in person if their role may use some part of the page; else a redirect."""
+        actor = self._signed_in()
+        if isinstance(actor, Actor) and not any(actor.can(p) for p in PAGE_PERMISSIONS):
             return rx.redirect(HOME_ROUTE)
         return actor
 
@@ -173,7 +185,7 @@ class ReviewState(AuthState):
                 found = read_proof_file(
                     session=session, settings=get_settings(), actor=actor, proof_id=proof["id"]
                 )
-        except ProofError as exc:
+        except (ProofError, PermissionDenied) as exc:
             self.preview_error = str(exc)
             return
         if found is None:
@@ -186,11 +198,16 @@ class ReviewState(AuthState):
 
     @rx.event
     def load(self) -> EventSpec | None:
-        actor = self._reviewer()
+        actor = self._visitor()
         if not isinstance(actor, Actor):
             return actor
         self.error = self.message = ""
         self._clear_statement()
+        if not actor.can(Permission.REVIEW_PROOF):
+            # Statement import only; nothing left from an earlier sign-in in this tab either.
+            self.proofs = []
+            self._show(actor, None)
+            return None
         try:
             self._refresh(actor)
         except PermissionDenied as exc:
@@ -247,7 +264,8 @@ class ReviewState(AuthState):
 
     @rx.event
     def choose(self, proof_id: str) -> EventSpec | None:
-        actor = self._reviewer()
+        # Only proofs the queue loaded can be chosen; read_proof_file checks REVIEW_PROOF.
+        actor = self._signed_in()
         if not isinstance(actor, Actor):
             return actor
         self.error = self.message = ""
@@ -260,7 +278,8 @@ class ReviewState(AuthState):
 
     @rx.event
     def approve(self) -> EventSpec | None:
-        actor = self._reviewer()
+        # No role check here but sign-in: approve_proof is guarded by REVIEW_PROOF.
+        actor = self._signed_in()
         if not isinstance(actor, Actor):
             return actor
         proof_id = self.selected.get("id", "")
@@ -279,7 +298,7 @@ class ReviewState(AuthState):
 
     @rx.event
     def reject(self, form: dict[str, Any]) -> EventSpec | None:
-        actor = self._reviewer()
+        actor = self._signed_in()  # reject_proof is guarded by REVIEW_PROOF
         if not isinstance(actor, Actor):
             return actor
         proof_id = self.selected.get("id", "")
@@ -297,6 +316,11 @@ class ReviewState(AuthState):
         )
         self._refresh(actor)
         return None
+
+
+def _can(permission: Permission) -> Var[bool]:
+    """Whether the signed-in role holds ``permission`` (for showing a part; not the check)."""
+    return ReviewState.permissions.contains(permission.value)
 
 
 def _selected() -> ObjectVar[dict[str, str]]:
@@ -557,9 +581,15 @@ def _import_result() -> rx.Component:
             rx.vstack(
                 rx.heading("Matched: proofs awaiting review", size="3"),
                 rx.text(
-                    "They are recorded in your name, so another manager approves them.",
+                    rx.cond(
+                        _can(Permission.REVIEW_PROOF),
+                        "They are recorded in your name, so another manager approves them.",
+                        "They are recorded in your name; a manager reviews them before the "
+                        "payments count as paid.",
+                    ),
                     size="2",
                     color_scheme="gray",
+                    id="statement-review-note",
                 ),
                 _lines_table(
                     (*line_headers, "Payment", "Proof"),
@@ -629,9 +659,9 @@ def _refused_in_browser(rejected: ArrayVar[Any]) -> EventSpec:
 
 def _statement_import() -> rx.Component:
     return rx.cond(
-        ReviewState.permissions.contains(Permission.IMPORT_STATEMENT.value),
+        _can(Permission.IMPORT_STATEMENT),
         rx.vstack(
-            rx.separator(size="4"),
+            rx.cond(_can(Permission.REVIEW_PROOF), rx.separator(size="4")),
             rx.heading("Bank statement", size="5"),
             rx.text(
                 "A CSV or CAMT.053 (.xml) statement, at most ",
@@ -678,23 +708,15 @@ def _statement_import() -> rx.Component:
             rx.cond(_summary().contains("file"), _import_result()),
             spacing="3",
             width="100%",
-            padding_top="2em",
+            padding_top=rx.cond(_can(Permission.REVIEW_PROOF), "2em", "1em"),
             id="statement-section",
         ),
     )
 
 
-def review_page() -> rx.Component:
-    return layout(
-        rx.heading("Manual review", size="6"),
-        rx.cond(
-            ReviewState.message != "",
-            rx.callout(ReviewState.message, color_scheme="green", id="review-message"),
-        ),
-        rx.cond(
-            ReviewState.error != "",
-            rx.callout(ReviewState.error, color_scheme="red", id="review-error"),
-        ),
+def _queue() -> rx.Component:
+    """The proofs awaiting review and the one being looked at (REVIEW_PROOF only)."""
+    return rx.fragment(
         rx.table.root(
             rx.table.header(
                 rx.table.row(
@@ -724,5 +746,20 @@ def review_page() -> rx.Component:
             rx.text("No proofs are waiting for review.", padding="1em", id="queue-empty"),
         ),
         rx.cond(_selected().contains("id"), _details()),
+    )
+
+
+def review_page() -> rx.Component:
+    return layout(
+        rx.heading("Manual review", size="6"),
+        rx.cond(
+            ReviewState.message != "",
+            rx.callout(ReviewState.message, color_scheme="green", id="review-message"),
+        ),
+        rx.cond(
+            ReviewState.error != "",
+            rx.callout(ReviewState.error, color_scheme="red", id="review-error"),
+        ),
+        rx.cond(_can(Permission.REVIEW_PROOF), _queue()),
         _statement_import(),
     )

@@ -170,7 +170,10 @@ def record_proof(
     session.add(proof)
     warning = f"; same proof already used on {duplicate_of}" if duplicate_of else ""
     if amount_minor != payment.amount_minor:
-        warning += f"; amount {amount_minor} differs from the payment's {payment.amount_minor}"
+        warning += (
+            f"; amount {format_amount(amount_minor, payment.currency)} differs from the "
+            f"payment's {format_amount(payment.amount_minor, payment.currency)}"
+        )
     record_change(
         session=session,
         payment=payment,

@@ -1047,6 +1047,20 @@ def _write(connection: Connection, batch: _Batch) -> None:
             _bulk_insert(connection, model.__table__, rows)
 
 
+def _refresh_statistics(engine: Engine) -> None:
+    """Fresh planner statistics for the data just written (PostgreSQL's autovacuum would get
+    there later; SQLite only ever learns them from ANALYZE). On PostgreSQL, also VACUUM
+    ``payment_day_stat``: its trigger updated each group row once per payment, leaving as many
+    dead row versions as payments until autovacuum comes by."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE payment_day_stat")
+            connection.exec_driver_sql("ANALYZE")
+    else:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE")
+
+
 def seed_demo_data(
     *,
     engine: Engine,
@@ -1089,10 +1103,7 @@ def seed_demo_data(
         write(batch, count)
         if progress:
             progress(count)
-    with engine.begin() as connection:
-        # Fresh statistics, so the planners see the data just written (PostgreSQL's autovacuum
-        # would get there later; SQLite only ever learns them from ANALYZE).
-        connection.exec_driver_sql("ANALYZE")
+    _refresh_statistics(engine)
     report = SeedReport(
         payments=payments,
         refunds=totals["refunds"],

@@ -10,20 +10,20 @@ for (their refunds would end in needs_attention), and seeded dummy payments are 
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 
 from browser_support import (
     HOME,
     Dashboard,
+    EventRelay,
     holding_writes,
     screenshot,
     sign_in,
     wait_for_log,
 )
 from factories import make_payment
-from playwright.sync_api import Page, WebSocketRoute, expect
+from playwright.sync_api import Page, expect
 from sqlmodel import Session, col, select
 
 from dashboard.pages.payment_detail import PaymentDetailState
@@ -205,26 +205,10 @@ def test_an_analyst_sees_no_refund_action_and_a_crafted_request_is_refused_on_th
     page: Page, dashboard: Dashboard
 ) -> None:
     payment_id = _captured_chf_payment(dashboard)
-    # Sit between the page and the app's event socket, to send an event the page cannot.
-    sent: list[str] = []
-    servers: list[WebSocketRoute] = []
-
-    def relay(ws: WebSocketRoute) -> None:
-        server = ws.connect_to_server()
-        servers.append(server)
-
-        def from_page(message: str | bytes) -> None:
-            if isinstance(message, str):
-                sent.append(message)
-            server.send(message)
-
-        ws.on_message(from_page)
-
-    page.route_web_socket(re.compile(r".*/_event.*"), relay)
+    relay = EventRelay(page)  # between the page and the app's event socket
 
     _switch_user(page, dashboard, "analyst")
     assert page.locator("#nav-refunds").count() == 0
-    sent.clear()
     page.goto(f"{dashboard.url}/payments/{payment_id}")
     page.wait_for_selector("#payment-fields")
     assert page.locator("#refund-form").count() == 0
@@ -236,15 +220,11 @@ def test_an_analyst_sees_no_refund_action_and_a_crafted_request_is_refused_on_th
 
     page.goto(f"{dashboard.url}/payments/{payment_id}")
     page.wait_for_selector("#payment-fields")
-    # The page's own first event (in the socket.io connect packet of the event namespace) gives
-    # the router data; the session is the socket's. Then send what the page never offers.
-    boot = json.loads(next(m for m in reversed(sent) if m.startswith("40/_event,{"))[10:])
-    crafted = {
-        "name": f"{PaymentDetailState.get_full_name()}.request_refund",
-        "payload": {"form": {"amount": "10.00", "reason": "crafted", "note": ""}},
-        "router_data": boot["event"]["router_data"],
-    }
-    servers[-1].send("42/_event," + json.dumps(["event", crafted]))
+    # Send what the page never offers, as the page itself.
+    relay.send(
+        f"{PaymentDetailState.get_full_name()}.request_refund",
+        {"form": {"amount": "10.00", "reason": "crafted", "note": ""}},
+    )
 
     error = page.wait_for_selector("#refund-error")
     assert error is not None

@@ -1,48 +1,36 @@
 """Manual review in headless Chromium: a manager approves a proof that finance recorded, and
 imports a bank statement whose exact match joins the queue (a second import adds nothing, a bad
-file is refused with its reason); an analyst gets neither the page nor, by a crafted upload, the
-import."""
+file is refused with its reason); finance imports a statement on the same page but sees no queue,
+and a crafted approve from finance is refused by the service; an analyst gets neither the page nor,
+by a crafted upload, the import."""
 
 from __future__ import annotations
 
-import struct
-import zlib
 from datetime import date, timedelta
-from urllib.parse import urlsplit
 
-import httpx
-from browser_support import Dashboard, screenshot, sign_in
+from browser_support import (
+    HOME,
+    Dashboard,
+    EventRelay,
+    post_upload,
+    screenshot,
+    sign_in,
+    small_png,
+)
 from factories import make_payment
 from playwright.sync_api import FilePayload, Page
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from dashboard.pages.review import ReviewState
 from payments_core.config import Settings
 from payments_core.db import make_engine
-from payments_core.models import Payment, Role, StatementLine
+from payments_core.models import ManualProof, Payment, Role, StatementLine
 from payments_core.money import format_amount
 from payments_core.services import proofs
 from payments_core.services.permissions import Actor
 
 FINANCE = Actor("finance@example.com", Role.FINANCE)
 MANAGER2 = Actor("manager2@example.com", Role.MANAGER)
-
-
-def small_png(width: int = 40, height: int = 24) -> bytes:
-    """A real (decodable) PNG: a green rectangle, so the preview has something to draw."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    rows = b"".join(b"\x00" + b"\x20\xa0\x40" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
 
 
 def proof_recorded_by(
@@ -140,40 +128,40 @@ def test_a_recorder_is_refused_review_and_a_rejection_needs_a_reason(
     screenshot(page, dashboard, "review-refused")
 
 
-def test_finance_sees_no_review_page(page: Page, dashboard: Dashboard) -> None:
-    signed_in(page, dashboard, "finance")
-    page.goto(f"{dashboard.url}/payments")
-    page.wait_for_selector(".payment-row")
-    assert page.locator("#nav-review").count() == 0
-    # Typing the address does not help: the page's on_load checks the role on the server.
-    page.goto(f"{dashboard.url}/review")
-    page.wait_for_url(lambda url: not url.endswith("/review"))
-    screenshot(page, dashboard, "review-finance")
-
-
 # --- bank statements ----------------------------------------------------------------------------
 
 
-def open_bank_transfers(dashboard: Dashboard) -> tuple[Payment, Payment]:
-    """Two manual bank transfers awaiting payment, in the app's database.
+def open_bank_transfer(dashboard: Dashboard, amount_minor: int, currency: str) -> Payment:
+    """A manual bank transfer awaiting payment, in the app's database.
 
     Made here rather than picked from the seed: the seed leaves few open bank transfers, and those
     already carry proofs (and other tests add their own)."""
     engine = make_engine(dashboard.database_url)
     try:
         with Session(engine, expire_on_commit=False) as session, session.begin():
-            exact, named = (
-                make_payment(
-                    session,
-                    provider="manual",
-                    provider_reference=None,
-                    method="bank_transfer",
-                    amount_minor=amount,
-                    currency=currency,
-                )
-                for amount, currency in ((48_215, "CHF"), (7_340, "EUR"))
+            return make_payment(
+                session,
+                provider="manual",
+                provider_reference=None,
+                method="bank_transfer",
+                amount_minor=amount_minor,
+                currency=currency,
             )
-        return exact, named
+    finally:
+        engine.dispose()
+
+
+def open_bank_transfers(dashboard: Dashboard) -> tuple[Payment, Payment]:
+    return open_bank_transfer(dashboard, 48_215, "CHF"), open_bank_transfer(dashboard, 7_340, "EUR")
+
+
+def proofs_of(dashboard: Dashboard, payment_id: str) -> list[ManualProof]:
+    engine = make_engine(dashboard.database_url)
+    try:
+        with Session(engine) as session:
+            return list(
+                session.exec(select(ManualProof).where(col(ManualProof.payment_id) == payment_id))
+            )
     finally:
         engine.dispose()
 
@@ -187,15 +175,18 @@ def statement_lines(dashboard: Dashboard) -> int:
         engine.dispose()
 
 
+CSV_HEADER = "Booking date;Amount;Currency;Reference;Counterparty"
+
+
+def major(minor: int, currency: str) -> str:
+    return format_amount(minor, currency, with_code=False, grouping=False)
+
+
 def csv_statement(exact: Payment, named: Payment) -> bytes:
     """Three lines: an exact match, a credit naming a payment with another amount, a bad amount."""
-
-    def major(minor: int, currency: str) -> str:
-        return format_amount(minor, currency, with_code=False, grouping=False)
-
     booked = (date.today() - timedelta(days=1)).isoformat()
     rows = [
-        "Booking date;Amount;Currency;Reference;Counterparty",
+        CSV_HEADER,
         f"{booked};{major(exact.amount_minor, exact.currency)};{exact.currency};"
         f"Transfer {exact.id};Muster AG",
         f"{booked};{major(named.amount_minor + 100, named.currency)};{named.currency};"
@@ -203,6 +194,14 @@ def csv_statement(exact: Payment, named: Payment) -> bytes:
         f"{booked};12.5x;CHF;a line the bank garbled;Nobody",
     ]
     return ("\n".join(rows) + "\n").encode("utf-8")
+
+
+def one_credit_statement(payment: Payment) -> bytes:
+    """One line: the payment's amount, with its id in the reference (an exact match)."""
+    booked = (date.today() - timedelta(days=1)).isoformat()
+    amount = major(payment.amount_minor, payment.currency)
+    row = f"{booked};{amount};{payment.currency};Invoice {payment.id};Kunde AG"
+    return f"{CSV_HEADER}\n{row}\n".encode()
 
 
 def choose_statement(page: Page, name: str, content: bytes, mime: str) -> None:
@@ -292,14 +291,88 @@ def test_a_manager_imports_a_statement_and_its_match_joins_the_queue(
     screenshot(page, dashboard, "review-statement-refused")
 
 
+def test_finance_imports_a_statement_but_sees_no_queue(page: Page, dashboard: Dashboard) -> None:
+    # A proof someone else recorded waits in the queue: finance must not see it.
+    waiting_payment_id, waiting_proof_id = proof_recorded_by(
+        dashboard, MANAGER2, "bank transfer BR-9120"
+    )
+    payment = open_bank_transfer(dashboard, 31_075, "CHF")
+
+    signed_in(page, dashboard, "finance")
+    page.wait_for_url(HOME)
+    page.click("#nav-review")
+    page.wait_for_url("**/review")
+    page.wait_for_selector("#statement-section")
+    assert page.locator("#proof-queue").count() == 0
+    assert page.locator(".proof-row").count() == 0
+    assert page.locator("#approve").count() == 0
+    assert page.locator("#reject").count() == 0
+    assert waiting_proof_id not in page.inner_text("body")
+
+    import_statement(page, "april.csv", one_credit_statement(payment))
+    matched = page.locator(".matched-line")
+    matched.first.wait_for()
+    assert matched.count() == 1
+    assert page.inner_text("#count-matched") == "1"
+    assert page.inner_text("#count-unmatched") == "0"
+    assert matched.locator(".matched-payment-link").inner_text() == payment.id
+    proof_id = matched.locator(".matched-proof").inner_text().strip()
+    assert "a manager reviews them" in page.inner_text("#statement-review-note")
+    # The import does not bring the queue in either.
+    assert page.locator(".proof-row").count() == 0
+    assert page.locator("#approve").count() == 0
+    screenshot(page, dashboard, "review-finance-statement")
+
+    [proof] = proofs_of(dashboard, payment.id)
+    assert (proof.id, proof.status, proof.recorded_by) == (
+        proof_id,
+        "pending_review",
+        "finance@example.com",
+    )
+    [waiting] = proofs_of(dashboard, waiting_payment_id)
+    assert waiting.status == "pending_review"
+
+
+def test_a_crafted_approve_from_finance_is_refused_by_the_service(
+    page: Page, dashboard: Dashboard
+) -> None:
+    payment_id, proof_id = proof_recorded_by(dashboard, MANAGER2, "bank transfer BR-9121")
+    relay = EventRelay(page)  # between the page and the app's event socket
+
+    signed_in(page, dashboard, "finance")
+    page.wait_for_url(HOME)
+    page.goto(f"{dashboard.url}/review")
+    page.wait_for_selector("#statement-section")
+    assert page.locator("#approve").count() == 0
+
+    # The page offers neither choosing nor approving; the handlers call the guarded services.
+    relay.send(f"{ReviewState.get_full_name()}.choose", {"proof_id": proof_id})
+    relay.send(f"{ReviewState.get_full_name()}.approve", {})
+    error = page.wait_for_selector("#review-error")
+    assert error is not None
+    assert "finance@example.com (finance) may not review payment proofs" in error.inner_text()
+    # Choosing clears the message, so the next one is the rejection's own.
+    relay.send(f"{ReviewState.get_full_name()}.choose", {"proof_id": proof_id})
+    page.wait_for_selector("#review-error", state="detached")
+    relay.send(f"{ReviewState.get_full_name()}.reject", {"form": {"reason": "crafted"}})
+    error = page.wait_for_selector("#review-error")
+    assert error is not None
+    assert "finance@example.com (finance) may not review payment proofs" in error.inner_text()
+    screenshot(page, dashboard, "review-finance-crafted-refused")
+    [proof] = proofs_of(dashboard, payment_id)
+    assert (proof.status, proof.reviewed_by) == ("pending_review", None)
+
+
 def test_an_analyst_gets_no_upload_and_a_crafted_one_is_refused(
     page: Page, dashboard: Dashboard
 ) -> None:
     exact, named = open_bank_transfers(dashboard)
-    sockets: list[str] = []
-    page.on("websocket", lambda ws: sockets.append(ws.url))
 
     signed_in(page, dashboard, "analyst")
+    page.wait_for_url(HOME)
+    page.wait_for_selector("#nav-payments")
+    assert page.locator("#nav-review").count() == 0
+    # Typing the address does not help: the page's on_load checks the role on the server.
     page.goto(f"{dashboard.url}/review")
     page.wait_for_url(lambda url: not url.endswith("/review"))
     page.wait_for_selector("#signed-in-as")
@@ -307,18 +380,12 @@ def test_an_analyst_gets_no_upload_and_a_crafted_one_is_refused(
     assert page.locator("input[type=file]").count() == 0
 
     # Post the upload the page never offers, as the analyst's own browser session would.
-    backend = urlsplit(sockets[-1])
-    scheme = "https" if backend.scheme == "wss" else "http"
-    token = page.evaluate("() => window.sessionStorage.getItem('token')")
     before = statement_lines(dashboard)
-    response = httpx.post(
-        f"{scheme}://{backend.netloc}/_upload",
-        headers={
-            "Reflex-Client-Token": token,
-            "Reflex-Event-Handler": f"{ReviewState.get_full_name()}.upload_statement",
-        },
-        files={"files": ("crafted.csv", csv_statement(exact, named), "text/csv")},
-        timeout=30,
+    response = post_upload(
+        page,
+        dashboard,
+        f"{ReviewState.get_full_name()}.upload_statement",
+        [("crafted.csv", csv_statement(exact, named), "text/csv")],
     )
     assert response.is_success, response.text
     assert "analyst@example.com (analyst) may not import bank statements" in response.text

@@ -162,3 +162,22 @@ def test_a_paid_payment_is_not_paid_twice(session: Session) -> None:
         proofs.approve_proof(session=session, actor=MANAGER, proof_id=two.id)
     proofs.reject_proof(session=session, actor=MANAGER, proof_id=two.id, reason="duplicate")
     assert payment.captured_minor == 12_500
+
+
+def test_the_timeline_says_a_different_amount_in_the_payment_currency(session: Session) -> None:
+    payment = manual_payment(session, amount_minor=20_000)
+    proof = proofs.record_proof_by_staff(
+        session=session,
+        settings=get_settings(),
+        actor=CLERK,
+        payment_id=payment.id,
+        reference="transfer BR-9002",
+        amount_minor=12_500,
+    )
+    summary = session.exec(
+        select(PaymentEvent.summary).where(col(PaymentEvent.payment_id) == payment.id)
+    ).one()
+    assert summary == (
+        f"Proof {proof.id} recorded (bank_transfer, reference transfer BR-9002); "
+        "amount 125.00 CHF differs from the payment's 200.00 CHF"
+    )
