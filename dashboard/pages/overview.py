@@ -19,7 +19,7 @@ from dashboard.state import LOGIN_ROUTE, AuthState
 from payments_core.db import read_engine
 from payments_core.services.analytics import OVERVIEW_PERIODS, PeriodSummary, overview_summary
 from payments_core.services.attention import AttentionItem, AttentionKind, attention_queue
-from payments_core.services.permissions import PermissionDenied
+from payments_core.services.permissions import Actor, Permission, PermissionDenied
 
 ROUTE = "/overview"
 PERIODS = tuple(label for label, _ in OVERVIEW_PERIODS)
@@ -39,8 +39,10 @@ PAGE_OF: dict[AttentionKind, str | None] = {
 }
 
 
-def _link(item: AttentionItem) -> str:
+def _link(item: AttentionItem, actor: Actor) -> str:
     page = PAGE_OF.get(item.kind)
+    if item.kind == AttentionKind.PROOF_REVIEW and not actor.can(Permission.REVIEW_PROOF):
+        page = None  # /review shows finance the statement import only, not the proof queue
     if page is None and item.payment_id:
         return f"/payments/{item.payment_id}"
     return page or "/payments"
@@ -99,7 +101,7 @@ class OverviewState(AuthState):
                 "kind": item.kind.value.replace("_", " "),
                 "since": item.since.strftime("%Y-%m-%d %H:%M"),
                 "title": item.title,
-                "href": _link(item),
+                "href": _link(item, actor),
             }
             for item in items
         ]

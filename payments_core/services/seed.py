@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, Table
+from sqlalchemy import JSON, Boolean, Date, Table, inspect
 from sqlalchemy.engine import Connection, Engine
 
 from payments_core.db import transaction
@@ -1054,7 +1054,8 @@ def _refresh_statistics(engine: Engine) -> None:
     dead row versions as payments until autovacuum comes by."""
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql("VACUUM ANALYZE payment_day_stat")
+            if inspect(connection).has_table("payment_day_stat"):  # absent before migration 0006
+                connection.exec_driver_sql("VACUUM ANALYZE payment_day_stat")
             connection.exec_driver_sql("ANALYZE")
     else:
         with engine.begin() as connection:
