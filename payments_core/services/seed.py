@@ -1049,13 +1049,13 @@ def _write(connection: Connection, batch: _Batch) -> None:
 
 def _refresh_statistics(engine: Engine) -> None:
     """Fresh planner statistics for the data just written (PostgreSQL's autovacuum would get
-    there later; SQLite only ever learns them from ANALYZE). On PostgreSQL, also VACUUM
-    ``payment_day_stat``: its trigger updated each group row once per payment, leaving as many
-    dead row versions as payments until autovacuum comes by."""
+    there later; SQLite only ever learns them from ANALYZE). On PostgreSQL, also rewrite
+    ``payment_day_stat`` (VACUUM FULL): its trigger updated each group row once per payment, which
+    left a table of a few thousand rows spread over as many pages as payments."""
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             if inspect(connection).has_table("payment_day_stat"):  # absent before migration 0006
-                connection.exec_driver_sql("VACUUM ANALYZE payment_day_stat")
+                connection.exec_driver_sql("VACUUM FULL ANALYZE payment_day_stat")
             connection.exec_driver_sql("ANALYZE")
     else:
         with engine.begin() as connection:
