@@ -297,7 +297,8 @@ def replay(
     failed: bool = False,
     now: datetime | None = None,
 ) -> list[int]:
-    """Make events due again: the given ids (any state but in flight), or every failed/dead one.
+    """Make events due again: the given ids (any state), or every failed/dead one. An event a
+    worker is applying right now is waited for, not interrupted: both lock its row.
 
     Attempts start over; the previous error stays on the row until the next run replaces it.
     Replaying a processed event re-applies it, which changes nothing (every step is idempotent).
