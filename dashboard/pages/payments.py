@@ -23,9 +23,9 @@ from reflex.vars import ObjectVar
 from dashboard.components.nav import layout
 from dashboard.exports import ExportRefused, download_url, new_export_path
 from dashboard.state import LOGIN_ROUTE, AuthState, actor_for_session
-from payments_core.db import read_engine
+from payments_core.db import read_engine, transaction
 from payments_core.money import CURRENCY_EXPONENTS, MoneyError, parse_amount
-from payments_core.services.permissions import PermissionDenied
+from payments_core.services.permissions import Actor, PermissionDenied
 from payments_core.services.search import (
     METHODS,
     PROVIDERS,
@@ -33,6 +33,7 @@ from payments_core.services.search import (
     PaymentFilters,
     SearchError,
     export_payments_csv,
+    record_payments_export,
     search_payments,
 )
 
@@ -285,6 +286,7 @@ class PaymentsState(AuthState):
                             async with self:
                                 self.export_rows = count
                             await asyncio.sleep(0)  # let the progress reach the browser
+                await asyncio.to_thread(_audit_export, actor, path.name, count, filters)
                 written = True
         except (SearchError, PermissionDenied, ExportRefused) as exc:
             failure = str(exc)
@@ -312,6 +314,11 @@ class PaymentsState(AuthState):
         # The file only has to live until the browser has fetched it.
         await asyncio.sleep(EXPORT_LINK_SECONDS)
         path.unlink(missing_ok=True)
+
+
+def _audit_export(actor: Actor, name: str, rows: int, filters: PaymentFilters) -> None:
+    with transaction() as session:
+        record_payments_export(session=session, actor=actor, rows=rows, name=name, **filters)
 
 
 def _row(row: ObjectVar[dict[str, str]]) -> rx.Component:

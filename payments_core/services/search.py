@@ -42,6 +42,7 @@ from payments_core.models import (
 from payments_core.models._types import UTCDateTime
 from payments_core.money import MoneyError, format_amount, normalize_currency
 from payments_core.providers.base import PaymentMethod, ProviderName
+from payments_core.services.audit import record_audit
 from payments_core.services.payments import PaymentNotFoundError
 from payments_core.services.permissions import Actor, Permission, guarded
 from payments_core.status import PaymentStatus
@@ -417,6 +418,22 @@ def _export_lines(
         cursor = page.next_cursor
 
 
+@guarded(Permission.VIEW_PAYMENTS)
+def record_payments_export(
+    *, session: Session, actor: Actor, rows: int, name: str, **filters: Unpack[PaymentFilters]
+) -> None:
+    """Audit an export of payments (customer data leaving the system): who, which filter, how
+    many rows, and the file's name. Called by whoever wrote the file, once it is complete."""
+    record_audit(
+        session=session,
+        actor=actor.name,
+        action="payments.exported",
+        entity_type="payment_export",
+        entity_id=name,
+        after={"rows": rows, "filters": {k: v for k, v in filters.items() if v not in (None, "")}},
+    )
+
+
 # --- One payment -------------------------------------------------------------------------------
 
 
@@ -632,5 +649,6 @@ __all__ = [
     "export_payments_csv",
     "get_payment_view",
     "provider_url",
+    "record_payments_export",
     "search_payments",
 ]

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from dashboard.state import SESSION_COOKIE
 from payments_core.db import make_engine
-from payments_core.models import AppUser, Role
+from payments_core.models import AppUser, AuditEntry, Role
 from payments_core.services.permissions import Actor
 from payments_core.services.search import export_payments_csv, search_payments
 
@@ -143,6 +143,20 @@ def test_export_downloads_the_csv_of_the_current_filter_for_its_author_only(
     name = url.removeprefix(prefix)
     [stored] = (dashboard.var_dir / "exports").glob(f"*/{name}")
     assert stored.parent.name == str(_user_id(dashboard, "admin"))
+    # Customer data left the system: the audit log says who, which filter and how many rows.
+    engine = make_engine(dashboard.database_url)
+    try:
+        with Session(engine) as session:
+            audit = session.exec(
+                select(AuditEntry).where(
+                    col(AuditEntry.action) == "payments.exported", col(AuditEntry.entity_id) == name
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    assert audit.actor == "admin@example.com"
+    assert audit.after is not None and audit.after["rows"] == len(expected)
+    assert audit.after["filters"]["method"] == "card"
 
     admin = _session_cookie(page)
     answer = httpx.get(url, cookies=admin)

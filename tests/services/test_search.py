@@ -14,7 +14,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from payments_core.models import Payment, Role, WebhookEvent
+from payments_core.models import AuditEntry, Payment, Role, WebhookEvent
 from payments_core.services.audit import record_audit
 from payments_core.services.payments import PaymentNotFoundError, add_timeline_event
 from payments_core.services.permissions import Actor
@@ -24,6 +24,7 @@ from payments_core.services.search import (
     export_payments_csv,
     get_payment_view,
     provider_url,
+    record_payments_export,
     search_payments,
 )
 
@@ -474,3 +475,25 @@ def test_rare_prefix_reads_the_column_indexes_on_sqlite(engine: Engine, many: No
     with engine.connect() as connection:
         plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {rare}", rare_parameters).all()
     assert "MULTI-INDEX OR" in " | ".join(str(r[-1]) for r in plan)
+
+
+def test_an_export_is_audited_with_its_filter_and_row_count(engine: Engine) -> None:
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    with Session(engine) as session, session.begin():
+        record_payments_export(
+            session=session, actor=ANALYST, rows=42, name="abc.csv", currency="CHF",
+            created_from=since, text="", refunded=True,
+        )  # fmt: skip
+    with Session(engine) as session:
+        entry = session.exec(
+            select(AuditEntry).where(AuditEntry.action == "payments.exported")
+        ).one()
+    assert (entry.actor, entry.entity_type, entry.entity_id) == (
+        "analyst@example.com",
+        "payment_export",
+        "abc.csv",
+    )
+    assert entry.after == {
+        "rows": 42,
+        "filters": {"currency": "CHF", "created_from": since.isoformat(), "refunded": True},
+    }
