@@ -877,29 +877,15 @@ class Service:
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DASHBOARD_PORT = 3000
-DEFAULT_DASHBOARD_BACKEND_PORT = 8001
-
-
-def _port_from_env(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
-        fail(f"{name}={value!r} is not a port number (1-65535)")
-    return int(value)
-
-
 def dev_services(*, dashboard: bool = True) -> list[Service]:
     """What `make run` starts next to each other: the webhook server (with its in-process
-    worker) and the Reflex dashboard (DASHBOARD_PORT, DASHBOARD_BACKEND_PORT; 3000 and 8001)."""
+    worker) and the Reflex dashboard (settings DASHBOARD_PORT, DASHBOARD_BACKEND_PORT)."""
     settings = get_settings()
     paydesk = [sys.executable, "-m", "payments_core.cli"]
     base = f"http://{settings.webhook_host}:{settings.webhook_port}"
     services = [Service("webhook server", [*paydesk, "serve"], f"{base}/healthz")]
     if dashboard:
-        port = _port_from_env("DASHBOARD_PORT", DEFAULT_DASHBOARD_PORT)
-        backend_port = _port_from_env("DASHBOARD_BACKEND_PORT", DEFAULT_DASHBOARD_BACKEND_PORT)
+        port, backend_port = settings.dashboard_port, settings.dashboard_backend_port
         reflex = [sys.executable, "-m", "reflex", "run", "--env", "dev"]
         # The backend on loopback only (Reflex's default is every interface).
         ports = [

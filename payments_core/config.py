@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # Where `make run` / `paydesk dev` serve the webhook server.
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8000, ge=1, le=65535)
+    # The Reflex dashboard `paydesk dev` starts (its backend listens on 127.0.0.1 only).
+    dashboard_port: int = Field(default=3000, ge=1, le=65535)
+    dashboard_backend_port: int = Field(default=8001, ge=1, le=65535)
     # The webhook server's address as customers and providers reach it: M-Pesa callback URLs and
     # the dummy provider's /simulate page are built on it.
     public_base_url: str = "http://127.0.0.1:8000"

@@ -45,3 +45,12 @@ def test_weak_secret_key_refused_in_production() -> None:
 def test_unconfigured_provider_is_fine_in_production() -> None:
     settings = Settings(paydesk_env=Environment.PRODUCTION, secret_key="k" * 40)
     assert settings.paystack_secret_key.get_secret_value() == ""
+
+
+def test_dashboard_ports_from_environment_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (Settings().dashboard_port, Settings().dashboard_backend_port) == (3000, 8001)
+    monkeypatch.setenv("DASHBOARD_PORT", "3999")
+    assert Settings().dashboard_port == 3999
+    monkeypatch.setenv("DASHBOARD_BACKEND_PORT", "70000")
+    with pytest.raises(ValidationError, match="dashboard_backend_port"):
+        Settings()

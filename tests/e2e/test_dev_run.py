@@ -150,9 +150,11 @@ def test_dev_services_start_the_dashboard_on_configured_ports(
 ) -> None:
     # The full `paydesk dev` run above passes --no-dashboard (tests/browser drives the dashboard).
     from payments_core.cli import dev_services
+    from payments_core.config import get_settings
 
     monkeypatch.setenv("DASHBOARD_PORT", "3105")
     monkeypatch.setenv("DASHBOARD_BACKEND_PORT", "8105")
+    get_settings.cache_clear()
     names = {s.name: s for s in dev_services()}
     dashboard = names["dashboard"]
     assert dashboard.url == "http://127.0.0.1:3105"
