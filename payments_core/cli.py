@@ -877,6 +877,8 @@ class Service:
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
 def dev_services(*, dashboard: bool = True) -> list[Service]:
     """What `make run` starts next to each other: the webhook server (with its in-process
     worker) and the Reflex dashboard (settings DASHBOARD_PORT, DASHBOARD_BACKEND_PORT)."""
