@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -41,6 +42,12 @@ from payments_core.services.inbox import (
 )
 
 log = logging.getLogger("paydesk.intake")
+
+
+@functools.lru_cache(maxsize=8)
+def _is_postgresql(url: str) -> bool:
+    # Parsing a URL costs ~50 us: once per URL, not once per batch.
+    return make_url(url).get_backend_name() == "postgresql"
 
 
 class InboxUnavailable(Exception):
@@ -88,8 +95,14 @@ class InboxWriter:
     # --- the writer task -------------------------------------------------------------------------
 
     async def _flush(self) -> None:
-        # Let the requests that are already being read join the first batch.
-        await asyncio.sleep(0)
+        # Let the requests that are already being read join the first batch: yield to the loop
+        # while that keeps bringing more (a few turns at most; at once when nothing else runs).
+        waiting = -1
+        for _ in range(8):
+            if len(self._pending) == waiting:
+                break
+            waiting = len(self._pending)
+            await asyncio.sleep(0)
         while self._pending:
             batch, self._pending = (
                 self._pending[: self.max_batch],
@@ -132,7 +145,7 @@ class InboxWriter:
 
     async def _commit(self, items: list[InboxItem]) -> list[StoredWebhook]:
         url = get_settings().effective_database_url
-        if make_url(url).get_backend_name() != "postgresql":
+        if not _is_postgresql(url):
             return self._commit_sqlite(url, items)
         connection = await self._connection(url)
         prepared = prepare_inbox_insert(items, self._pg_dialect)
