@@ -373,29 +373,28 @@ def test_a_cursor_of_another_sort_is_refused(engine: Engine, varied: None) -> No
             search_payments(session=session, actor=ANALYST, after=first.next_cursor, limit=1)
 
 
-def test_export_streams_csv_in_batches_matching_the_search(
-    engine: Engine, varied: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from payments_core.services import search
+def test_export_streams_csv_in_batches_matching_the_search(engine: Engine, varied: None) -> None:
+    limits: list[Any] = []  # the LIMIT of every query the export sends, as the driver saw it
 
-    batches: list[int] = []
-    real_page = search._page
+    def record(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and "LIMIT" in statement:
+            values = parameters.values() if isinstance(parameters, dict) else parameters
+            limits.append(list(values)[-2 if engine.dialect.name == "sqlite" else -1])
 
-    def counting_page(*args: Any, **kwargs: Any) -> search.Page:
-        page = real_page(*args, **kwargs)
-        batches.append(len(page.rows))
-        return page
-
-    monkeypatch.setattr(search, "_page", counting_page)
-    with Session(engine) as session:
-        lines = export_payments_csv(
-            session=session, actor=ANALYST, batch_size=2, sort="amount_desc", currency="CHF"
-        )
-        assert isinstance(lines, Iterator) and not isinstance(lines, list | tuple)
-        assert batches == []  # nothing is read before the first line is asked for
-        header = next(lines)
-        rest = list(lines)
-    assert batches == [2, 2]  # keyset batches of batch_size, the last one short
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with Session(engine) as session:
+            lines = export_payments_csv(
+                session=session, actor=ANALYST, batch_size=2, sort="amount_desc", currency="CHF"
+            )
+            assert isinstance(lines, Iterator) and not isinstance(lines, list | tuple)
+            assert limits == []  # nothing is read before the first line is asked for
+            header = next(lines)
+            rest = list(lines)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    # Keyset batches of batch_size (each asks one row more, to know whether another follows).
+    assert limits == [3, 3]
     expected = _search(engine, sort="amount_desc", currency="CHF")
     rows = list(csv.DictReader(io.StringIO(header + "".join(rest))))
     assert [r["payment_id"] for r in rows] == expected == ["pay_v3", "pay_v1", "pay_v2", "pay_v6"]

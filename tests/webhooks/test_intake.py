@@ -515,3 +515,68 @@ def test_a_commit_that_hangs_answers_503_and_the_next_batch_stores(
     assert isinstance(blocked, InboxUnavailable)
     assert not after.duplicate
     assert [e.event_id for e in inbox(engine)] == ["evt_after"]
+
+
+def test_postgresql_keeps_two_batches_in_flight_and_the_next_waits_for_a_connection(
+    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a batch commits the next one is already sent on a second connection; a third waits
+    for one of them (and takes everything that arrived meanwhile) instead of opening more."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from payments_core.services.inbox import InboxItem
+    from webhook_server.inbox_writer import PG_IN_FLIGHT, InboxWriter
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite is written one batch at a time, synchronously")
+    assert PG_IN_FLIGHT == 2
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    writer = InboxWriter()
+
+    def lock_waiters() -> int:
+        with engine.connect() as probe:
+            return int(
+                probe.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks "
+                        "WHERE relation = 'webhook_event'::regclass AND NOT granted"
+                    )
+                ).scalar_one()
+            )
+
+    async def until_waiting(count: int) -> None:
+        for _ in range(200):
+            if lock_waiters() >= count:
+                return
+            await asyncio.sleep(0.025)
+        raise AssertionError(f"expected {count} batches waiting, saw {lock_waiters()}")
+
+    async def scenario() -> list[Any]:
+        try:
+            with engine.connect() as locker:
+                locker.execute(text("LOCK TABLE webhook_event IN ACCESS EXCLUSIVE MODE"))
+                deliveries = []
+                for name in ("evt_first", "evt_second", "evt_third", "evt_fourth"):
+                    item = InboxItem(_verified(name), b"{}", {})
+                    deliveries.append(asyncio.ensure_future(writer.store(item)))
+                    if name in ("evt_first", "evt_second"):
+                        await until_waiting(len(deliveries))  # sent, blocked by the lock
+                    else:
+                        await asyncio.sleep(0.2)
+                assert lock_waiters() == 2  # the third and fourth wait for a connection
+                assert not any(d.done() for d in deliveries)
+                locker.rollback()
+                return await asyncio.gather(*deliveries)
+        finally:
+            await writer.close()
+
+    results = asyncio.run(scenario())
+    dispose_engines()
+    assert [r.duplicate for r in results] == [False] * 4
+    assert writer.batches == 3  # the third batch took both waiting deliveries
+    assert sorted(e.event_id for e in inbox(engine)) == sorted(
+        ["evt_first", "evt_second", "evt_third", "evt_fourth"]
+    )
