@@ -145,6 +145,39 @@ def _total(column: Any) -> ColumnElement[Any]:
     return func.coalesce(func.sum(column), 0)
 
 
+def _outcomes(grouped: Subquery, *by: Any) -> Select[Any]:
+    """Succeeded and unsuccessful payments per ``by`` (columns of the grouped rows)."""
+    g = grouped.c
+    unsuccessful = [s.value for s in OUTCOME_STATUSES if s != PaymentStatus.SUCCEEDED]
+    return (
+        select(
+            *by,
+            _sum_where(g.status == PaymentStatus.SUCCEEDED, g.payments).label("succeeded"),
+            _sum_where(g.status.in_(unsuccessful), g.payments).label("unsuccessful"),
+        )
+        .where(g.status.in_([s.value for s in OUTCOME_STATUSES]))
+        .group_by(*by)
+        .having(func.sum(g.payments) > 0)
+    )
+
+
+def _volumes(grouped: Subquery, *by: Any) -> Select[Any]:
+    """Payments, succeeded payments and their summed amount per ``by`` (``by`` must include
+    the currency: amounts of different currencies are never added)."""
+    g = grouped.c
+    succeeded = g.status == PaymentStatus.SUCCEEDED
+    return (
+        select(
+            *by,
+            func.sum(g.payments).label("payments"),
+            _sum_where(succeeded, g.payments).label("succeeded"),
+            _sum_where(succeeded, g.amount_minor).label("volume_minor"),
+        )
+        .group_by(*by)
+        .having(func.sum(g.payments) > 0)
+    )
+
+
 def _midnight(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
@@ -300,20 +333,7 @@ def _last_day(end: datetime) -> date:
 
 
 def _success_rate(session: Session, grouped: Subquery) -> AnalyticsTable:
-    g = grouped.c
-    unsuccessful = [s.value for s in OUTCOME_STATUSES if s != PaymentStatus.SUCCEEDED]
-    succeeded = _sum_where(g.status == PaymentStatus.SUCCEEDED, g.payments)
-    statement = (
-        select(
-            g.day,
-            g.provider,
-            succeeded.label("succeeded"),
-            _sum_where(g.status.in_(unsuccessful), g.payments).label("unsuccessful"),
-        )
-        .where(g.status.in_([s.value for s in OUTCOME_STATUSES]))
-        .group_by(g.day, g.provider)
-        .having(func.sum(g.payments) > 0)
-    )
+    statement = _outcomes(grouped, grouped.c.day, grouped.c.provider)
     columns = ["day", "provider", "succeeded", "unsuccessful", "success_rate"]
     frame = pd.DataFrame(
         [
@@ -330,19 +350,7 @@ def _success_rate(session: Session, grouped: Subquery) -> AnalyticsTable:
 
 
 def _daily(session: Session, grouped: Subquery, days: list[str]) -> AnalyticsTable:
-    g = grouped.c
-    succeeded = g.status == PaymentStatus.SUCCEEDED
-    statement = (
-        select(
-            g.day,
-            g.currency,
-            func.sum(g.payments).label("payments"),
-            _sum_where(succeeded, g.payments).label("succeeded"),
-            _sum_where(succeeded, g.amount_minor).label("volume_minor"),
-        )
-        .group_by(g.day, g.currency)
-        .having(func.sum(g.payments) > 0)
-    )
+    statement = _volumes(grouped, grouped.c.day, grouped.c.currency)
     found = pd.DataFrame(
         [
             (_iso_day(r.day), r.currency, int(r.payments), int(r.succeeded), int(r.volume_minor))
@@ -474,19 +482,7 @@ class PeriodSummary:
 
 
 def _period_volume(session: Session, grouped: Subquery) -> AnalyticsTable:
-    g = grouped.c
-    succeeded = g.status == PaymentStatus.SUCCEEDED
-    statement = (
-        select(
-            g.currency,
-            func.sum(g.payments).label("payments"),
-            _sum_where(succeeded, g.payments).label("succeeded"),
-            _sum_where(succeeded, g.amount_minor).label("volume_minor"),
-        )
-        .group_by(g.currency)
-        .having(func.sum(g.payments) > 0)
-        .order_by(g.currency)
-    )
+    statement = _volumes(grouped, grouped.c.currency).order_by(grouped.c.currency)
     rows = tuple(
         {
             "currency": r.currency,
@@ -502,19 +498,7 @@ def _period_volume(session: Session, grouped: Subquery) -> AnalyticsTable:
 
 
 def _period_providers(session: Session, grouped: Subquery) -> AnalyticsTable:
-    g = grouped.c
-    unsuccessful = [s.value for s in OUTCOME_STATUSES if s != PaymentStatus.SUCCEEDED]
-    statement = (
-        select(
-            g.provider,
-            _sum_where(g.status == PaymentStatus.SUCCEEDED, g.payments).label("succeeded"),
-            _sum_where(g.status.in_(unsuccessful), g.payments).label("unsuccessful"),
-        )
-        .where(g.status.in_([s.value for s in OUTCOME_STATUSES]))
-        .group_by(g.provider)
-        .having(func.sum(g.payments) > 0)
-        .order_by(g.provider)
-    )
+    statement = _outcomes(grouped, grouped.c.provider).order_by(grouped.c.provider)
     rows = tuple(
         {
             "provider": r.provider,

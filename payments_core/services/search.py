@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import BigInteger, and_, func, literal, literal_column, or_, tuple_
+from sqlalchemy.orm import defer
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
@@ -514,31 +515,23 @@ def provider_url(payment: Payment, postfinance_space_id: int = 0) -> str | None:
     return None
 
 
-def _audit_timeline(session: Session, payment_id: str) -> list[TimelineEntry]:
-    """Audit entries about the payment and about its refunds, proofs, disputes and deliveries."""
-    related: list[tuple[str, list[str]]] = [
-        ("payment", [payment_id]),
-        ("refund", list(session.exec(select(Refund.id).where(Refund.payment_id == payment_id)))),
-        (
-            "manual_proof",
-            list(session.exec(select(ManualProof.id).where(ManualProof.payment_id == payment_id))),
-        ),
-        ("dispute", list(session.exec(select(Dispute.id).where(Dispute.payment_id == payment_id)))),
-        (
-            "webhook_event",
-            [
-                str(i)
-                for i in session.exec(
-                    select(WebhookEvent.id).where(WebhookEvent.payment_id == payment_id)
-                )
-            ],
-        ),
-    ]
+def _audit_timeline(
+    session: Session, payment_id: str, delivery_ids: list[str]
+) -> list[TimelineEntry]:
+    """Audit entries about the payment and about its refunds, proofs, disputes and deliveries
+    (one query: the related ids are subqueries; the deliveries' ids the caller already has)."""
+
+    def about(kind: str, ids: Any) -> ColumnElement[bool]:
+        return and_(col(AuditEntry.entity_type) == kind, col(AuditEntry.entity_id).in_(ids))
+
     conditions = [
-        and_(col(AuditEntry.entity_type) == kind, col(AuditEntry.entity_id).in_(ids))
-        for kind, ids in related
-        if ids
+        about("payment", [payment_id]),
+        about("refund", select(Refund.id).where(Refund.payment_id == payment_id)),
+        about("manual_proof", select(ManualProof.id).where(ManualProof.payment_id == payment_id)),
+        about("dispute", select(Dispute.id).where(Dispute.payment_id == payment_id)),
     ]
+    if delivery_ids:
+        conditions.append(about("webhook_event", delivery_ids))
     entries = session.exec(select(AuditEntry).where(or_(*conditions)).order_by(col(AuditEntry.seq)))
     return [
         TimelineEntry(
@@ -579,14 +572,17 @@ def get_payment_view(
         )
         for e in events
     ]
-    if actor.can(Permission.VIEW_AUDIT):
-        # sorted() is stable: at equal times, the payment's own events stay before the audit's.
-        timeline = sorted(timeline + _audit_timeline(session, payment.id), key=lambda t: t.at)
+    # Everything but the stored body (up to 256 KiB each), which the view does not show.
     deliveries = session.exec(
         select(WebhookEvent)
+        .options(defer(WebhookEvent.payload))  # type: ignore[arg-type]
         .where(col(WebhookEvent.payment_id) == payment.id)
         .order_by(col(WebhookEvent.id).desc())
     ).all()
+    if actor.can(Permission.VIEW_AUDIT):
+        audit = _audit_timeline(session, payment.id, [str(w.id) for w in deliveries])
+        # sorted() is stable: at equal times, the payment's own events stay before the audit's.
+        timeline = sorted(timeline + audit, key=lambda t: t.at)
 
     def money(minor: int) -> str:
         return format_amount(minor, payment.currency)
