@@ -828,14 +828,14 @@ def statements_import(
     )
     for line in result.matched:
         console.print(
-            f"  line {line.line}: {format_amount(line.amount_minor, line.currency)} -> "
+            f"  line {line.line}: {line.amount} -> "
             f"{line.payment_id} (proof {line.proof_id})",
             highlight=False,
         )
     for line in result.unmatched:
         near = ", ".join(f"{c.payment_id} ({c.reason})" for c in line.candidates) or "none"
         console.print(
-            f"  line {line.line}: {format_amount(line.amount_minor, line.currency)} "
+            f"  line {line.line}: {line.amount} "
             f"{line.reference or ''} unmatched; nearest: {near}",
             highlight=False,
         )

@@ -327,8 +327,7 @@ def analytics_report(
 
 def _last_day(end: datetime) -> date:
     """The last UTC day that ``[.., end)`` touches."""
-    utc_end = end.astimezone(UTC)
-    midnight = utc_end.replace(hour=0, minute=0, second=0, microsecond=0)
+    utc_end, midnight = end.astimezone(UTC), _midnight(end)
     return (utc_end - timedelta(days=1)).date() if utc_end == midnight else utc_end.date()
 
 

@@ -41,7 +41,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from sqlalchemy import func
 from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import Session, col, select
 
@@ -58,7 +57,8 @@ from payments_core.providers.registry import Adapters, Capability
 from payments_core.providers.registry import require as require_capability
 from payments_core.services.payments import lock_payment, record_change
 from payments_core.services.permissions import Actor, Permission, guarded
-from payments_core.services.proofs import sniff_content_type, store_file
+from payments_core.services.processing import disputed_minor
+from payments_core.services.proofs import sniff_content_type, store_file, stored_path
 from payments_core.status import (
     OPEN_DISPUTE_STATUSES,
     Decision,
@@ -227,11 +227,6 @@ def file_field(entry: Mapping[str, Any]) -> str:
     """The Stripe file evidence field a draft file answers (drafts saved before fields were
     recorded: ``uncategorized_file``)."""
     return str(entry.get("field") or DEFAULT_FILE_FIELD)
-
-
-def _stored_path(settings: Settings, digest: str) -> Path:
-    """Where ``proofs.store_file`` keeps the bytes of ``digest``."""
-    return settings.var_dir / "proofs" / digest[:2] / digest
 
 
 def _response(dispute: Dispute) -> dict[str, Any]:
@@ -513,7 +508,7 @@ def _check_files(files: Sequence[Mapping[str, Any]], settings: Settings) -> None
         holders[slot] = str(entry["name"])
         if (
             not entry.get("provider_file_id")
-            and not _stored_path(settings, str(entry["sha256"])).is_file()
+            and not stored_path(str(entry["sha256"]), settings).is_file()
         ):
             raise DisputeError(
                 f"{entry['name']} is no longer stored in Paydesk (var/proofs): attach it again",
@@ -577,7 +572,7 @@ def _upload_file(
     """Upload one draft file and commit its provider id to the draft before returning it, so a
     later failure (another upload, the submission) never makes a retry upload it again."""
     digest = str(entry["sha256"])
-    content = _stored_path(settings, digest).read_bytes()
+    content = stored_path(digest, settings).read_bytes()
     if hashlib.sha256(content).hexdigest() != digest:
         raise DisputeError(f"{entry['name']}: the stored copy does not match its hash")
     file_id = adapter.upload_dispute_file(str(entry["name"]), content, str(entry["content_type"]))
@@ -649,19 +644,10 @@ def _record_failure(
         return dispute
 
 
-_DISPUTED = [s.value for s in (*OPEN_DISPUTE_STATUSES, DisputeStatus.LOST)]
-
-
 def _recompute_disputed(session: Session, payment: Payment) -> None:
-    """The payment's disputed amount, summed from its open and lost disputes (the same rule as
-    ``processing.recompute_amounts``)."""
+    """The payment's disputed amount, by ``processing``'s rule (open and lost disputes)."""
     session.flush()
-    disputed = session.exec(
-        select(func.coalesce(func.sum(Dispute.amount_minor), 0)).where(
-            col(Dispute.payment_id) == payment.id, col(Dispute.status).in_(_DISPUTED)
-        )
-    ).one()
-    payment.disputed_minor = int(disputed)
+    payment.disputed_minor = disputed_minor(session, payment.id)
     session.add(payment)
 
 

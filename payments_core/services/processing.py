@@ -833,6 +833,16 @@ _OPEN_REFUNDS = [status.value for status in OPEN_REFUND_STATUSES]
 _DISPUTED = [status.value for status in (*OPEN_DISPUTE_STATUSES, DisputeStatus.LOST)]
 
 
+def disputed_minor(session: Session, payment_id: str) -> int:
+    """What counts as disputed on a payment: the sum of its open and lost disputes."""
+    disputed = session.exec(
+        select(func.coalesce(func.sum(Dispute.amount_minor), 0)).where(
+            col(Dispute.payment_id) == payment_id, col(Dispute.status).in_(_DISPUTED)
+        )
+    ).one()
+    return int(disputed)
+
+
 def recompute_amounts(session: Session, payment: Payment) -> None:
     """Refunded, in-flight and disputed amounts, summed from their rows (order-independent)."""
     session.flush()
@@ -844,11 +854,7 @@ def recompute_amounts(session: Session, payment: Payment) -> None:
             func.coalesce(func.sum(case((in_flight, Refund.amount_minor), else_=0)), 0),
         ).where(col(Refund.payment_id) == payment.id)
     ).one()
-    disputed = session.exec(
-        select(func.coalesce(func.sum(Dispute.amount_minor), 0)).where(
-            col(Dispute.payment_id) == payment.id, col(Dispute.status).in_(_DISPUTED)
-        )
-    ).one()
+    disputed = disputed_minor(session, payment.id)
     if int(refunded) + int(pending) > payment.captured_minor:
         raise Deferred(
             f"refunds of {format_amount(int(refunded) + int(pending), payment.currency)} on "

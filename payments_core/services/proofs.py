@@ -69,11 +69,16 @@ class ProofFile:
     content: bytes
 
 
+def stored_path(digest: str, settings: Settings) -> Path:
+    """Where ``store_file`` keeps the bytes whose SHA-256 is ``digest``."""
+    return settings.var_dir / "proofs" / digest[:2] / digest
+
+
 def store_file(content: bytes, settings: Settings) -> tuple[str, Path]:
     """Write ``content`` under var/proofs by its SHA-256 (once: the same bytes share one file)."""
     digest = hashlib.sha256(content).hexdigest()
-    folder = settings.var_dir / "proofs" / digest[:2]
-    path = folder / digest
+    path = stored_path(digest, settings)
+    folder = path.parent
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, delete=False) as handle:
@@ -87,7 +92,7 @@ def store_file(content: bytes, settings: Settings) -> tuple[str, Path]:
 def proof_path(proof: ManualProof, settings: Settings) -> Path | None:
     if not proof.file_sha256:
         return None
-    return settings.var_dir / "proofs" / proof.file_sha256[:2] / proof.file_sha256
+    return stored_path(proof.file_sha256, settings)
 
 
 def record_proof(

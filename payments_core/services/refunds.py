@@ -482,7 +482,7 @@ def reject_refund(*, session: Session, actor: Actor, refund_id: str, reason: str
 class _Claim:
     refund: Refund
     provider: str
-    request: RefundRequest | None  # None: nothing to send
+    request: RefundRequest
 
 
 def _due(refund: Refund) -> bool:
@@ -557,7 +557,6 @@ class _Answer:
 
 
 def _call(adapters: Adapters, claim: _Claim) -> _Answer:
-    assert claim.request is not None
     try:
         result = adapters.refunds(claim.provider).refund(claim.request)
     except (ProviderDeclined, OperationNotSupported) as exc:
@@ -625,8 +624,6 @@ def _record_answer(session: Session, refund_id: str, provider: str, answer: _Ans
 
 
 def _run(transaction: Transaction, adapters: Adapters, claim: _Claim) -> Refund:
-    if claim.request is None:
-        return claim.refund
     answer = _call(adapters, claim)
     with transaction() as session:
         return _record_answer(session, claim.refund.id, claim.provider, answer)

@@ -281,14 +281,15 @@ def _sort(filters: PaymentFilters) -> str:
     return sort
 
 
-def _page(
+def _keyset(
     session: Session,
     where: list[ColumnElement[bool]],
     sort: str,
     after: str | None,
     limit: int,
-) -> Page:
-    """One keyset page: rows after the cursor ``after`` in ``sort`` order, at most ``limit``."""
+) -> tuple[list[Payment], str | None]:
+    """One keyset page of payments after the cursor ``after`` in ``sort`` order, at most
+    ``limit``, and the cursor after the last one (None on the last page)."""
     key_name, descending = SORTS[sort]
     key_column = col(Payment.created_at) if key_name == "created_at" else col(Payment.amount_minor)
     statement = select(Payment).where(*where)
@@ -310,6 +311,18 @@ def _page(
         last = payments[-1]
         key_value = last.created_at if key_name == "created_at" else last.amount_minor
         next_cursor = encode_cursor(sort, key_value, last.id)
+    return payments, next_cursor
+
+
+def _page(
+    session: Session,
+    where: list[ColumnElement[bool]],
+    sort: str,
+    after: str | None,
+    limit: int,
+) -> Page:
+    """One keyset page: rows after the cursor ``after`` in ``sort`` order, at most ``limit``."""
+    payments, next_cursor = _keyset(session, where, sort, after, limit)
     return Page(rows=[_row(p) for p in payments], next_cursor=next_cursor)
 
 
@@ -391,8 +404,8 @@ def _export_lines(
     yield _csv_line(list(EXPORT_COLUMNS))
     cursor: str | None = None
     while True:
-        page = _page(session, where, sort, cursor, batch_size)
-        for r in page.rows:
+        payments, next_cursor = _keyset(session, where, sort, cursor, batch_size)
+        for r in payments:  # read as they are: no display formatting the CSV would not use
             yield _csv_line(
                 [
                     r.id,
@@ -413,10 +426,10 @@ def _export_lines(
                     _cell(r.review_reason),
                 ]
             )
-        if page.next_cursor is None:
+        if next_cursor is None:
             return
         session.expunge_all()  # the identity map would otherwise hold every row read so far
-        cursor = page.next_cursor
+        cursor = next_cursor
 
 
 @guarded(Permission.VIEW_PAYMENTS)
