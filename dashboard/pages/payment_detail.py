@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
@@ -25,7 +25,7 @@ from reflex.vars import ObjectVar
 from sqlmodel import Session
 
 from dashboard.components.nav import layout
-from dashboard.pages.webhooks import REPLAYABLE
+from dashboard.pages.webhooks import delivery_row
 from dashboard.state import LOGIN_ROUTE, AuthState, actor_for_session
 from payments_core.config import get_settings
 from payments_core.db import read_engine, transaction
@@ -39,7 +39,7 @@ from payments_core.services.permissions import Actor, Permission, PermissionDeni
 from payments_core.services.processing import replay_as
 from payments_core.services.proofs import ProofError, ProofFile, record_proof_by_staff
 from payments_core.services.refunds import RefundError, refunds_for_payment, request_and_execute
-from payments_core.services.search import PaymentView, WebhookSummary, get_payment_view
+from payments_core.services.search import PaymentView, get_payment_view
 
 log = logging.getLogger(__name__)
 # One set of provider adapters per server process, built from the settings on first use.
@@ -99,6 +99,22 @@ def _change(from_status: str | None, to_status: str | None) -> str:
     return f"{from_status} → {to_status}" if from_status else to_status
 
 
+def _form_amount(
+    form: dict[str, Any],
+    currency: str,
+    payment_id: str,
+    error: Callable[[str, str], Exception],
+) -> int:
+    """The form's amount in minor units of the payment's currency; ``error(field, message)``
+    is raised when the payment is not loaded or the amount is not one of that currency."""
+    if not currency:
+        raise error("payment", f"payment {payment_id} is not loaded")
+    try:
+        return parse_amount(str(form.get("amount", "")), currency)
+    except MoneyError as exc:
+        raise error("amount", str(exc)) from None
+
+
 @dataclass(frozen=True, slots=True)
 class _RefundOutcome:
     actor: Actor | None  # None: the session has ended
@@ -115,12 +131,7 @@ def _request_refund(
         return _RefundOutcome(None)
     try:
         require(actor, Permission.REQUEST_REFUND)
-        if not currency:
-            raise RefundError("payment", f"payment {payment_id} is not loaded")
-        try:
-            amount_minor = parse_amount(str(form.get("amount", "")), currency)
-        except MoneyError as exc:
-            raise RefundError("amount", str(exc)) from None
+        amount_minor = _form_amount(form, currency, payment_id, RefundError)
         refund = request_and_execute(
             transaction=transaction,
             adapters=ADAPTERS,
@@ -137,21 +148,6 @@ def _request_refund(
     except RefundError as exc:
         return _RefundOutcome(actor, error=f"Refund refused ({exc.field}): {exc.message}")
     return _RefundOutcome(actor, refund)
-
-
-def _delivery_row(w: WebhookSummary) -> dict[str, str]:
-    return {
-        "id": str(w.id),
-        "provider": w.provider,
-        "event_type": w.event_type,
-        "event_id": w.event_id,
-        "received_at": _when(w.received_at),
-        "verification": w.verification,
-        "status": w.status,
-        "attempts": str(w.attempts),
-        "last_error": w.last_error.splitlines()[0][:200] if w.last_error else "",
-        "replayable": "yes" if w.status in REPLAYABLE else "",
-    }
 
 
 def _accepts_proofs(view: PaymentView) -> bool:
@@ -175,12 +171,7 @@ def _record_proof(
     """Parse the form (the amount in the payment's currency) and record the proof; the service
     checks the permission before anything else."""
     require(actor, Permission.RECORD_PROOF)  # before parsing: a refused actor learns nothing
-    if not currency:
-        raise ProofError("payment", f"payment {payment_id} is not loaded")
-    try:
-        amount_minor = parse_amount(str(form.get("amount", "")), currency)
-    except MoneyError as exc:
-        raise ProofError("amount", str(exc)) from None
+    amount_minor = _form_amount(form, currency, payment_id, ProofError)
     note = str(form.get("note", "")).strip()
     with transaction() as session:
         return record_proof_by_staff(
@@ -260,7 +251,7 @@ class PaymentDetailState(AuthState):
             for e in view.timeline
         ]
         self.refunds = [refund_row(r) for r in refunds]
-        self.deliveries = [_delivery_row(w) for w in view.webhooks]
+        self.deliveries = [delivery_row(w) for w in view.webhooks]
         self.accepts_proofs = _accepts_proofs(view)
         self.proof_max_bytes = get_settings().proof_max_bytes
 

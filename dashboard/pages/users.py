@@ -5,6 +5,7 @@ whose refusals (your own account, the last admin, a weak password) are shown as 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -122,33 +123,29 @@ class UsersState(AuthState):
             self._done(actor, changed)
         return None
 
-    @rx.event
-    def disable(self, email: str) -> EventSpec | None:
+    def _switch(
+        self, service: Callable[..., object], email: str, doing: str, done: str
+    ) -> EventSpec | None:
+        """Disable or enable ``email`` through ``service`` (checked on the server, as admin)."""
         actor = self._admin()
         if not isinstance(actor, Actor):
             return actor
         try:
             with transaction() as session:
-                disable_user(session=session, actor=actor, email=email)
+                service(session=session, actor=actor, email=email)
         except (UserError, PermissionDenied) as exc:
-            self._refused(actor, f"disabling {email}", exc)
+            self._refused(actor, f"{doing} {email}", exc)
         else:
-            self._done(actor, f"{email} is disabled and signed out")
+            self._done(actor, done)
         return None
 
     @rx.event
+    def disable(self, email: str) -> EventSpec | None:
+        return self._switch(disable_user, email, "disabling", f"{email} is disabled and signed out")
+
+    @rx.event
     def enable(self, email: str) -> EventSpec | None:
-        actor = self._admin()
-        if not isinstance(actor, Actor):
-            return actor
-        try:
-            with transaction() as session:
-                enable_user(session=session, actor=actor, email=email)
-        except (UserError, PermissionDenied) as exc:
-            self._refused(actor, f"enabling {email}", exc)
-        else:
-            self._done(actor, f"{email} may sign in again")
-        return None
+        return self._switch(enable_user, email, "enabling", f"{email} may sign in again")
 
 
 def _role_select(default: Any = None, **props: Any) -> rx.Component:

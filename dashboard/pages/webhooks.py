@@ -18,9 +18,10 @@ from dashboard.state import HOME_ROUTE, LOGIN_ROUTE, AuthState
 from payments_core.db import read_engine, transaction
 from payments_core.models import InboxStatus
 from payments_core.providers.base import ProviderName
-from payments_core.services.inbox import INBOX_PAGE_LIMIT, list_inbox
+from payments_core.services.inbox import INBOX_PAGE_LIMIT, InboxEntry, list_inbox
 from payments_core.services.permissions import Permission, PermissionDenied
 from payments_core.services.processing import replay_as
+from payments_core.services.search import WebhookSummary
 
 ROUTE = "/webhooks"
 ALL = "all"
@@ -28,6 +29,22 @@ PROVIDERS = [ALL, *(p.value for p in ProviderName)]
 STATUSES = [ALL, *(s.value for s in InboxStatus)]
 # States worth a replay by hand; a pending or processing event is already on its way.
 REPLAYABLE = frozenset({InboxStatus.FAILED, InboxStatus.DEAD, InboxStatus.UNMATCHED})
+
+
+def delivery_row(e: InboxEntry | WebhookSummary) -> dict[str, str]:
+    """One delivery as the webhook tables show it (here and on the payment page)."""
+    return {
+        "id": str(e.id),
+        "provider": e.provider,
+        "event_id": e.event_id,
+        "event_type": e.event_type,
+        "verification": e.verification,
+        "status": e.status,
+        "attempts": str(e.attempts),
+        "last_error": e.last_error.splitlines()[0][:200] if e.last_error else "",
+        "received_at": e.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "replayable": "yes" if e.status in REPLAYABLE else "",
+    }
 
 
 class WebhooksState(AuthState):
@@ -56,22 +73,7 @@ class WebhooksState(AuthState):
         except PermissionDenied as exc:
             self.error, self.events = str(exc), []
             return None
-        self.events = [
-            {
-                "id": str(e.id),
-                "provider": e.provider,
-                "event_id": e.event_id,
-                "event_type": e.event_type,
-                "verification": e.verification,
-                "status": e.status,
-                "attempts": str(e.attempts),
-                "last_error": e.last_error.splitlines()[0][:200] if e.last_error else "",
-                "received_at": e.received_at.strftime("%Y-%m-%d %H:%M:%S"),
-                "payment_id": e.payment_id or "",
-                "replayable": "yes" if e.status in REPLAYABLE else "",
-            }
-            for e in entries
-        ]
+        self.events = [delivery_row(e) | {"payment_id": e.payment_id or ""} for e in entries]
         return None
 
     @rx.event
