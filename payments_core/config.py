@@ -180,9 +180,8 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.var_dir / 'paydesk.sqlite3'}"
 
     @property
-    def stripe_webhook_secrets(self) -> list[str]:
-        raw = self.stripe_webhook_secret.get_secret_value()
-        return [secret.strip() for secret in raw.split(",") if secret.strip()]
+    def stripe_webhook_secrets(self) -> tuple[str, ...]:
+        return _comma_list(self.stripe_webhook_secret.get_secret_value())
 
     @staticmethod
     def ip_list(value: str) -> frozenset[str]:
@@ -201,6 +200,12 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.paydesk_env is Environment.DEVELOPMENT
+
+
+@lru_cache(maxsize=8)
+def _comma_list(text: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ("a", "b", "c"); cached: webhook intake reads it for every delivery."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def _code_table(text: str, name: str) -> dict[str, int]:

@@ -134,6 +134,7 @@ def prepare_inbox_insert(items: Sequence[InboxItem], dialect: Dialect) -> Prepar
     at, flag, blob = processor("received_at"), processor("livemode"), processor("payload")
     postgresql = dialect.name == "postgresql"
     now = at(utcnow())  # one receipt time per batch: its members arrived together
+    now_text = now.isoformat() if postgresql else ""
     pending = InboxStatus.PENDING.value
     keys: list[tuple[str, str]] = []
     first_of: dict[tuple[str, str], int] = {}
@@ -148,18 +149,18 @@ def prepare_inbox_insert(items: Sequence[InboxItem], dialect: Dialect) -> Prepar
         received = now if item.received_at is None else at(item.received_at)
         kept = _kept_headers(item.headers)
         if postgresql:
-            # Everything but the body as one small JSON array per delivery: two arrays to send
+            # Everything but the body as one small JSON object per delivery: two arrays to send
             # for the whole batch instead of twelve (see ``_insert_sql``).
-            fields = [
-                key[0],
-                key[1],
-                verified.event_type[:100],
-                received.isoformat(),
-                kept,
-                verified.verification.value,
-                verified.livemode,
-                item.payment_id,
-            ]
+            fields = {
+                "provider": key[0],
+                "event_id": key[1],
+                "event_type": verified.event_type[:100],
+                "received_at": now_text if item.received_at is None else received.isoformat(),
+                "headers": kept,
+                "verification": verified.verification.value,
+                "livemode": verified.livemode,
+                "payment_id": item.payment_id,
+            }
             params.append((orjson.dumps(fields).decode(), blob(item.raw)))
             continue
         params.append(
@@ -195,9 +196,12 @@ def _identity(value: Any) -> Any:
 
 
 # PostgreSQL: the whole batch as one statement with two arrays: each delivery's fields as a JSON
-# array (orjson; PostgreSQL parses it on its own core) and the raw bodies as bytea. One
+# object (orjson; PostgreSQL parses it on its own core) and the raw bodies as bytea. One
 # round trip and one short statement text whatever the batch size; dumping an array costs the
 # writer a fixed ~15 us per batch, so two arrays instead of one per column matter under load.
+# ``json_to_record`` in FROM parses each object once. (Reading fields from a ``b.fields::jsonb``
+# in a subquery did not: the planner inlined the cast into every reference and PostgreSQL parsed
+# each object ten times, 100 us a row instead of 57.)
 # SQLite: one statement per row, in process.
 def _insert_sql(dialect: Dialect) -> str:
     columns = ", ".join(_STORED_COLUMNS)
@@ -206,10 +210,13 @@ def _insert_sql(dialect: Dialect) -> str:
         # Column names, constants and placeholders only; every value is a parameter.
         return (
             f"INSERT INTO webhook_event ({columns}) "  # noqa: S608
-            "SELECT v->>0, v->>1, v->>2, (v->>3)::timestamptz, b.payload, (v->4)::json, v->>5, "
-            f"(v->>6)::boolean, '{InboxStatus.PENDING.value}', 0, (v->>3)::timestamptz, v->>7 "
-            "FROM unnest(%b::text[], %b::bytea[]) AS b(fields, payload) "
-            "CROSS JOIN LATERAL (SELECT b.fields::jsonb AS v) AS r "
+            "SELECT r.provider, r.event_id, r.event_type, r.received_at, b.payload, r.headers, "
+            f"r.verification, r.livemode, '{InboxStatus.PENDING.value}', 0, r.received_at, "
+            "r.payment_id "
+            "FROM unnest(%b::text[], %b::bytea[]) AS b(fields, payload), "
+            "json_to_record(b.fields::json) AS r(provider text, event_id text, event_type text, "
+            "received_at timestamptz, headers json, verification text, livemode boolean, "
+            "payment_id text) "
             f"{returning}"
         )
     return _sqlite_rows_sql(1)

@@ -580,3 +580,84 @@ def test_postgresql_keeps_two_batches_in_flight_and_the_next_waits_for_a_connect
     assert sorted(e.event_id for e in inbox(engine)) == sorted(
         ["evt_first", "evt_second", "evt_third", "evt_fourth"]
     )
+
+
+def test_postgresql_sends_a_full_batch_within_the_turn_that_formed_it(
+    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EAGER_BATCH deliveries handled in one loop turn are sent by the request that completed
+    the batch, before the turn ends (the server then verifies the rest of a burst while the batch
+    commits); fewer wait for the writer's next turn. A batch sent that way is bounded by the same
+    timeout: blocked by a table lock it answers 503, its connection is dropped, and the next
+    delivery is stored."""
+    import asyncio
+    import time
+
+    from sqlalchemy import text
+
+    from payments_core.services.inbox import InboxItem
+    from webhook_server.inbox_writer import EAGER_BATCH, InboxUnavailable, InboxWriter
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite is written synchronously by the writer's own turn")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    writer = InboxWriter()
+    writer.timeout = 1.0
+
+    def waiting_inserts(seconds: float) -> int:
+        """Inserts blocked by the lock, polled until one shows up or ``seconds`` pass, while the
+        event loop stays blocked: nothing but what was already sent can reach the database."""
+        deadline = time.monotonic() + seconds
+        while True:
+            with engine.connect() as probe:
+                count = int(
+                    probe.execute(
+                        text(
+                            "SELECT count(*) FROM pg_locks "
+                            "WHERE relation = 'webhook_event'::regclass AND NOT granted"
+                        )
+                    ).scalar_one()
+                )
+            if count or time.monotonic() > deadline:
+                return count
+            time.sleep(0.02)
+
+    def deliveries(prefix: str, count: int) -> list[asyncio.Future[Any]]:
+        return [
+            asyncio.ensure_future(writer.store(InboxItem(_verified(f"{prefix}_{i}"), b"{}", {})))
+            for i in range(count)
+        ]
+
+    async def scenario() -> tuple[int, int, list[Any], Any]:
+        try:
+            await writer.store(InboxItem(_verified("evt_warm"), b"{}", {}))  # a connection
+            with engine.connect() as locker:
+                locker.execute(text("LOCK TABLE webhook_event IN ACCESS EXCLUSIVE MODE"))
+                full = deliveries("evt_full", EAGER_BATCH)
+                await asyncio.sleep(0)  # the deliveries' turn; the writer's own comes after
+                sent_full = waiting_inserts(3.0)
+                results = await asyncio.gather(*full, return_exceptions=True)
+                # Its connection was closed on the timeout: PostgreSQL ends the blocked insert.
+                for _ in range(150):
+                    if waiting_inserts(0.0) == 0:
+                        break
+                    await asyncio.sleep(0.02)
+                short = deliveries("evt_short", EAGER_BATCH - 1)
+                await asyncio.sleep(0)
+                sent_short = waiting_inserts(0.3)
+                results += await asyncio.gather(*short, return_exceptions=True)
+                locker.rollback()
+            return sent_short, sent_full, results, await writer.store(
+                InboxItem(_verified("evt_after"), b"{}", {})
+            )
+        finally:
+            await writer.close()
+
+    sent_short, sent_full, results, after = asyncio.run(scenario())
+    dispose_engines()
+    assert sent_short == 0  # one short of a batch: left for the writer's turn
+    assert sent_full == 1  # a full batch: already on its way to the database
+    assert all(isinstance(r, InboxUnavailable) for r in results)  # both timed out on the lock
+    assert not after.duplicate
+    assert sorted(e.event_id for e in inbox(engine)) == ["evt_after", "evt_warm"]
