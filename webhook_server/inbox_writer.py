@@ -392,7 +392,8 @@ class InboxWriter:
             return  # nothing of ours runs on this loop
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        while self._in_flight:  # batches, and connections being closed
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
         idle, self._pg_idle = self._pg_idle, []
         for _, connection in idle:
             with contextlib.suppress(psycopg.Error):
