@@ -267,7 +267,7 @@ def measure(label: str, database_url: str, n: int, concurrency: int, rounds: int
 
 
 def main() -> None:
-    n = int(os.environ.get("BENCH_INTAKE_REQUESTS", "2000"))
+    n = int(os.environ.get("BENCH_INTAKE_REQUESTS", "3000"))
     concurrency = int(os.environ.get("BENCH_INTAKE_CONCURRENCY", "32"))
     rounds = int(os.environ.get("BENCH_INTAKE_ROUNDS", "6"))
     with tempfile.TemporaryDirectory() as tmp:
