@@ -201,6 +201,16 @@ def _steal_share(before: list[int], after: list[int]) -> float:
     return spent[7] / sum(spent) if sum(spent) else 0.0
 
 
+def _process_cpu(pid: int) -> float:
+    """CPU seconds a process has used (user + system; time the host stole is not in it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def measure(label: str, database_url: str, n: int, concurrency: int, rounds: int) -> bool:
     cpu_before = _cpu_times()
     port = free_port()
@@ -219,17 +229,25 @@ def measure(label: str, database_url: str, n: int, concurrency: int, rounds: int
         )
         bare_runs: list[Run] = []
         intake_runs: list[Run] = []
+        server_cpu: dict[str, list[float]] = {"bare": [], "intake": []}  # seconds per round
+
+        def timed(kind: str, requests: list[bytes]) -> Run:
+            before = _process_cpu(server.pid)
+            run = load(port, requests, concurrency)
+            server_cpu[kind].append(_process_cpu(server.pid) - before)
+            return run
+
         for r in range(rounds):
             bodies = [stripe_body(i, f"r{r}") for i in range(n)]
             bare_runs.append(
-                load(port, [request_bytes("/_bench/bare", b, None) for b in bodies], concurrency)
+                timed("bare", [request_bytes("/_bench/bare", b, None) for b in bodies])
             )
             now = int(time.time())
             signed = [
                 request_bytes("/webhooks/stripe", b, stripe_provider.sign_payload(b, SECRET, now))
                 for b in bodies
             ]
-            intake_runs.append(load(port, signed, concurrency))
+            intake_runs.append(timed("intake", signed))
         commits = _commits(port)
     finally:
         server.terminate()
@@ -255,6 +273,21 @@ def measure(label: str, database_url: str, n: int, concurrency: int, rounds: int
     print(
         f"  inbox commits: {commits:,.0f} for {expected:,} deliveries "
         f"({expected / max(commits, 1):.1f} per commit)"
+    )
+    # Diagnostics, not the target: the server's CPU per request (the host's steal is not in it)
+    # and the share of each round's wall time the server was busy. A bare endpoint that was not
+    # busy nearly all the time means the machine, not the server, set that round's pace.
+    cost = {kind: min(spent) / n * 1e6 for kind, spent in server_cpu.items()}
+    busy = {
+        kind: statistics.median(
+            spent / run.seconds for spent, run in zip(server_cpu[kind], runs, strict=True)
+        )
+        for kind, runs in (("bare", bare_runs), ("intake", intake_runs))
+    }
+    print(
+        f"  server CPU per request (lowest round): intake {cost['intake']:.0f} us, bare "
+        f"{cost['bare']:.0f} us (bare/intake {cost['bare'] / max(cost['intake'], 1e-9):.2f}); "
+        f"server busy (median round): intake {busy['intake']:.0%}, bare {busy['bare']:.0%}"
     )
     paired = [i.throughput / b.throughput for i, b in zip(intake_runs, bare_runs, strict=True)]
     print(
