@@ -185,7 +185,7 @@ class Settings(BaseSettings):
 
     @staticmethod
     def ip_list(value: str) -> frozenset[str]:
-        return frozenset(ip.strip() for ip in value.split(",") if ip.strip())
+        return _ip_set(value)
 
     def refund_approval_threshold(self, currency: str) -> int:
         """Minor units from which a refund in ``currency`` needs a manager's approval."""
@@ -206,6 +206,12 @@ class Settings(BaseSettings):
 def _comma_list(text: str) -> tuple[str, ...]:
     """``"a, b,,c"`` -> ("a", "b", "c"); cached: webhook intake reads it for every delivery."""
     return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+@lru_cache(maxsize=8)
+def _ip_set(text: str) -> frozenset[str]:
+    """An allowlist setting as a set; cached like ``_comma_list`` (read for every delivery)."""
+    return frozenset(_comma_list(text))
 
 
 def _code_table(text: str, name: str) -> dict[str, int]:
