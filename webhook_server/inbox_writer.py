@@ -1,26 +1,34 @@
 """Group commit for the inbox: concurrent deliveries share one transaction and one commit.
 
 Every request still gets its answer only after its own row is committed. A request hands its
-verified delivery to the writer and awaits it; the writer, a task on the server's event loop, takes
+verified delivery to the writer and awaits it; the writer, on the server's event loop, takes
 everything that queued up while the previous commit was in flight, inserts it in one transaction,
 commits once, and then resolves each waiting request with its own result (accepted or duplicate).
 Under load one commit is shared by many deliveries; alone, a delivery waits only for its own.
 
 The writer runs on the event loop, not in a thread: a thread would have to win the interpreter
 lock back from a busy event loop for every database call, and that, not the database, would set
-the pace. PostgreSQL is written through psycopg's async connections, up to ``PG_IN_FLIGHT``
-batches at a time on connections of their own: while one batch's commit travels (a batch of 32
-takes ~0.8 ms), the loop serves the next requests and the next batch can already be sent, so the
-commit's latency is hidden instead of idling every waiting request. SQLite, an in-process library
-whose commits take microseconds (plus an fsync), is written synchronously between two turns of the
-loop, one batch at a time.
+the pace. SQLite, an in-process library whose commits take microseconds (plus an fsync), is
+written synchronously between two turns of the loop, one batch at a time.
 
-On PostgreSQL a batch is sent at the moment it is formed, not one loop turn later: once
-``EAGER_BATCH`` deliveries wait and a connection is free, the request that completed the batch
-sends it before handing the loop back (see ``_Started``). Under load a whole burst of requests is
-handled in one turn of the loop; sent only at the end, its single batch would keep every client
-waiting while it commits and leave the server idle. Sent as it forms, the first part commits while
-the rest of the burst is still being verified.
+PostgreSQL is written on up to ``PG_IN_FLIGHT`` connections of the writer's own, one batch each:
+while one batch's commit travels, the loop serves the next requests and the next batch can already
+be sent, so the commit's latency is hidden instead of idling every waiting request.
+
+- A batch is one prepared statement in autocommit mode (one transaction, committed when its answer
+  arrives). It is sent the moment it is formed, by plain function calls: once ``EAGER_BATCH``
+  deliveries wait and a connection is free, by the request that completed the batch, before it
+  hands the loop back; otherwise by the writer's task at its next turn. Under load a whole burst
+  of requests is handled in one turn of the loop; sent only at the end, its single batch would
+  keep every client waiting while it commits and leave the server idle.
+- Its answer is read by a callback the connection registered with the loop once, for its life
+  (``_PgConnection``), which resolves the batch's requests directly: no task, no generator and no
+  epoll registration per batch. psycopg opens and closes the connections; batches go through its
+  documented low-level access to libpq (``AsyncConnection.pgconn``). psycopg's async cursor
+  (a task, a generator and a reader registered and removed per query) cost the server more CPU
+  per batch than the rest of storing it, and the server's CPU is what sets the pace under load.
+- Each batch's wait is bounded (``timeout``): a batch that does not answer in time is answered
+  503 and its connection closed, which also ends its statement on the server.
 
 If a batch fails, its deliveries are stored one by one, so one bad delivery cannot make the others
 fail; a delivery whose own insert fails gets the error (and the request answers 503).
@@ -33,11 +41,14 @@ import contextlib
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Coroutine, Generator, Sequence
+import struct
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import pq
+from psycopg.pq.abc import PGresult
 from sqlalchemy.dialects.postgresql.psycopg import dialect as PsycopgDialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -48,6 +59,7 @@ from payments_core.services.inbox import (
     InboxItem,
     PreparedInsert,
     StoredWebhook,
+    inbox_insert_sql,
     insert_sqlite,
     prepare_inbox_insert,
 )
@@ -74,68 +86,173 @@ class _Pending:
 PG_IN_FLIGHT = 2  # PostgreSQL batches committing at once (each on its own connection)
 EAGER_BATCH = 16  # PostgreSQL: deliveries waiting that are sent at once when a connection is free
 
+# --- PostgreSQL ----------------------------------------------------------------------------------
 
-class _Started:
-    """A coroutine run now up to its first suspension; awaiting this object finishes it.
+_STATEMENT = b"paydesk_inbox_insert"  # prepared once per connection
+_TEXT_OID, _BYTEA_OID = 25, 17  # pg_type oids of the two arrays' elements
+_BINARY = (1, 1)  # both parameters in binary format
+_ARRAY_HEADER = struct.Struct("!iiIii")  # dimensions, has-nulls flag, element type, length, base
+_LENGTH = struct.Struct("!i")
 
-    What Python 3.12's eager tasks do, for 3.11: here, psycopg's ``cursor.execute`` sends the
-    query at once and then waits for the answer in the writer's task. Only psycopg's execute runs
-    early (it needs no current task); the timeout around it is entered by the task that awaits.
-    An exception of the early part is raised when awaited.
+Rows = list[tuple[str, str, int]]  # (provider, event_id, id) of the rows a batch created
+Answered = Callable[[Rows | None, BaseException | None], None]
+
+
+def _binary_array(values: Sequence[bytes], element_oid: int) -> bytes:
+    """A one-dimensional array without NULLs in PostgreSQL's binary format (``array_recv``):
+    header, then each element as its length and its bytes."""
+    parts = [_ARRAY_HEADER.pack(1, 0, element_oid, len(values), 1)]
+    for value in values:
+        parts.append(_LENGTH.pack(len(value)))
+        parts.append(value)
+    return b"".join(parts)
+
+
+def _pg_params(prepared: PreparedInsert) -> list[bytes]:
+    fields, payloads = prepared.columns()
+    return [_binary_array(fields, _TEXT_OID), _binary_array(payloads, _BYTEA_OID)]
+
+
+def _error_from(result: PGresult) -> psycopg.Error:
+    """A failed statement as the psycopg exception psycopg itself would raise for its SQLSTATE."""
+    sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE)
+    message = result.error_message.decode("utf-8", "replace").strip() or "statement failed"
+    try:
+        error_class = psycopg.errors.lookup(sqlstate.decode()) if sqlstate else psycopg.Error
+    except KeyError:
+        error_class = psycopg.DatabaseError
+    return error_class(message)
+
+
+def _created(rows: Rows) -> dict[tuple[str, str], int]:
+    return {(provider, event_id): row_id for provider, event_id, row_id in rows}
+
+
+def _rows(result: PGresult) -> Rows:
+    value = result.get_value
+    return [
+        (
+            (value(row, 0) or b"").decode(),
+            (value(row, 1) or b"").decode(),
+            int(value(row, 2) or b"0"),
+        )
+        for row in range(result.ntuples)
+    ]
+
+
+class _PgConnection:
+    """One of the writer's PostgreSQL connections, with at most one batch in flight.
+
+    A batch is sent with ``send`` and answered through its callback, called by ``_readable``: the
+    reader callback registered with the event loop for the connection's life. Until ``closed``
+    the connection belongs to the writer alone, so nothing else reads its socket.
     """
 
-    __slots__ = ("_coro", "_done", "_error", "_result", "_yielded")
+    def __init__(self, url: str, connection: psycopg.AsyncConnection[Any]) -> None:
+        self.url = url
+        self.connection = connection
+        self._pgconn = connection.pgconn
+        self._pgconn.nonblocking = 1
+        self._fd = self._pgconn.socket
+        self._loop = asyncio.get_running_loop()
+        self._answered: Answered | None = None
+        self._results: list[PGresult] = []
+        self._writing = False
+        self.closed = False
+        self._cancel = False
+        self._loop.add_reader(self._fd, self._readable)
 
-    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
-        self._coro = coro
-        self._yielded: Any = None
-        self._done = False
-        self._result: Any = None
-        self._error: Exception | None = None
+    @classmethod
+    async def open(cls, url: str) -> _PgConnection:
+        conninfo = make_url(url).set(drivername="postgresql").render_as_string(False)
         try:
-            self._yielded = coro.send(None)
-        except StopIteration as stop:
-            self._done, self._result = True, stop.value
-        except Exception as exc:  # raised again where it is awaited
-            self._done, self._error = True, exc
+            connection = await psycopg.AsyncConnection.connect(
+                conninfo, connect_timeout=5, autocommit=True
+            )
+        except psycopg.Error as exc:
+            raise InboxUnavailable(f"cannot connect: {exc}") from exc
+        try:
+            statement = inbox_insert_sql(PsycopgDialect())
+            await connection.execute(
+                f"PREPARE {_STATEMENT.decode()} (text[], bytea[]) AS {statement}".encode()
+            )
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                await connection.close()
+            raise
+        return cls(url, connection)
 
-    def __await__(self) -> Generator[Any, Any, Any]:
-        if self._error is not None:
-            raise self._error
-        if self._done:
-            return self._result
-        yielded = self._yielded
-        while True:
-            try:
-                sent = yield yielded
-            except GeneratorExit:
-                self._coro.close()
-                raise
-            except BaseException as exc:  # cancellation and timeouts reach psycopg's wait
-                try:
-                    yielded = self._coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    yielded = self._coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
+    def send(self, params: Sequence[bytes], answered: Answered) -> None:
+        """Send a batch; ``answered(rows, None)`` once it is committed, ``answered(None, error)``
+        if it failed or the connection broke (called from a later turn of the loop)."""
+        assert self._answered is None, "one batch at a time"
+        assert not self.closed, "a closed connection"
+        self._answered = answered
+        try:
+            self._pgconn.send_query_prepared(_STATEMENT, params, param_formats=_BINARY)
+            if self._pgconn.flush():  # the rest when the socket takes it (a very large batch)
+                self._writing = True
+                self._loop.add_writer(self._fd, self._writable)
+        except psycopg.Error as exc:
+            self._loop.call_soon(functools.partial(self.close, exc, broken=True))
 
-    def close(self) -> None:
-        """Never awaited (its task was cancelled before it ran): stop psycopg's wait."""
-        self._coro.close()
+    def _writable(self) -> None:
+        try:
+            if not self._pgconn.flush():
+                self._writing = False
+                self._loop.remove_writer(self._fd)
+        except psycopg.Error as exc:
+            self.close(exc, broken=True)
+
+    def _readable(self) -> None:
+        try:
+            self._pgconn.consume_input()  # also when idle: a closed socket, a notice
+            while self._answered is not None and not self._pgconn.is_busy():
+                result = self._pgconn.get_result()
+                if result is not None:
+                    self._results.append(result)
+                    continue
+                answered, self._answered = self._answered, None
+                results, self._results = self._results, []
+                failed = [r for r in results if r.status != pq.ExecStatus.TUPLES_OK]
+                if failed or not results:
+                    answered(None, _error_from(failed[0]) if failed else psycopg.Error("no result"))
+                else:
+                    answered(_rows(results[0]), None)
+        except psycopg.Error as exc:  # the connection broke (PostgreSQL stopped, network)
+            self.close(exc, broken=True)
+
+    def close(self, error: BaseException | None = None, *, broken: bool = False) -> None:
+        """Stop reading; a batch in flight is answered with ``error``. ``aclose`` then closes
+        the connection, first cancelling on the server a statement that is still running there
+        (one waiting for a lock, say) unless the connection is ``broken``."""
+        if not self.closed:
+            self.closed = True
+            self._cancel = self._answered is not None and not broken
+            self._loop.remove_reader(self._fd)
+            if self._writing:
+                self._loop.remove_writer(self._fd)
+        answered, self._answered = self._answered, None
+        if answered is not None:
+            answered(None, error or InboxUnavailable("connection closed"))
+
+    async def aclose(self) -> None:
+        self.close()
+        with contextlib.suppress(psycopg.Error):
+            if self._cancel:
+                await self.connection.cancel_safe(timeout=5)
+        with contextlib.suppress(psycopg.Error):
+            await self.connection.close()
 
 
-@dataclass
-class _Sent:
-    """A PostgreSQL batch already sent on its connection, waiting for the answer."""
+@dataclass(slots=True)
+class _Batch:
+    """A PostgreSQL batch on its way: what it stores and who waits for it."""
 
-    url: str
-    connection: psycopg.AsyncConnection[Any]
+    pending: list[_Pending]
     prepared: PreparedInsert
-    execute: _Started
-    awaited: bool = False
+    connection: _PgConnection | None = None
+    timer: asyncio.TimerHandle | None = None
 
 
 class InboxWriter:
@@ -148,10 +265,10 @@ class InboxWriter:
         self.batches = 0
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._pg_idle: list[tuple[str, psycopg.AsyncConnection[Any]]] = []  # (url, connection)
+        self._pg_idle: list[_PgConnection] = []
         self._free_slots = PG_IN_FLIGHT  # PostgreSQL batches that may still be sent
-        self._slot_freed: asyncio.Future[None] | None = None  # the flusher waiting for a slot
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._slot_freed: asyncio.Future[None] | None = None  # woken when a slot frees
+        self._in_flight: set[asyncio.Task[Any]] = set()  # connecting, retrying, closing
         self._pg_dialect = PsycopgDialect()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sqlite: Any = None  # a pooled DB-API connection, checked out for the writer's life
@@ -177,7 +294,7 @@ class InboxWriter:
             self._dispatch(self._take_batch())  # sent now; see the module docstring
         elif self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
-        # No timer per request: each batch's commit is bounded (``_write``), and so is the wait.
+        # No timer per request: each batch's commit is bounded, and so is the wait.
         return await pending.result
 
     # --- the writer task -------------------------------------------------------------------------
@@ -196,12 +313,11 @@ class InboxWriter:
             await asyncio.sleep(0)
         while self._pending:
             if not postgresql:
-                await self._write(self._take_batch())
+                self._write_sqlite(self._take_batch())
                 continue
             # A free connection first, then the batch: what arrives meanwhile joins it.
             while not self._take_slot():
-                self._slot_freed = asyncio.get_running_loop().create_future()
-                await self._slot_freed
+                await self._slot_waiter()
             if not self._pending:  # sent meanwhile by a request (``store``)
                 self._release_slot()
                 break
@@ -222,106 +338,159 @@ class InboxWriter:
         if self._slot_freed is not None and not self._slot_freed.done():
             self._slot_freed.set_result(None)
 
-    def _dispatch(self, batch: list[_Pending]) -> None:
-        """PostgreSQL, holding a slot: send the batch now if a connection is idle (a new
-        connection is opened by the task instead), and wait for its commit in a task."""
-        sent = self._send_now([p.item for p in batch])
-        task = asyncio.get_running_loop().create_task(self._write_and_release(batch, sent))
+    def _slot_waiter(self) -> asyncio.Future[None]:
+        if self._slot_freed is None or self._slot_freed.done():
+            self._slot_freed = asyncio.get_running_loop().create_future()
+        return self._slot_freed
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
-        if sent is not None:
-            task.add_done_callback(lambda _: self._abandon(sent))
 
-    async def _write_and_release(self, batch: Sequence[_Pending], sent: _Sent | None) -> None:
-        try:
-            await self._write(batch, sent)
-        finally:
-            self._release_slot()
+    # --- PostgreSQL ------------------------------------------------------------------------------
 
-    async def _write(self, batch: Sequence[_Pending], sent: _Sent | None = None) -> None:
+    def _dispatch(self, pending: list[_Pending]) -> None:
+        """Holding a slot: send the batch now on an idle connection, or open one for it."""
+        batch = _Batch(pending, prepare_inbox_insert([p.item for p in pending], self._pg_dialect))
+        connection = self._idle_connection(get_settings().effective_database_url)
+        if connection is None:
+            self._spawn(self._connect_and_send(batch))
+        else:
+            self._send(batch, connection)
+
+    async def _connect_and_send(self, batch: _Batch) -> None:
         try:
+            # Bounded like a commit: preparing the statement waits for a lock on the table.
             async with asyncio.timeout(self.timeout):
-                results = await self._commit([p.item for p in batch], sent)
-        except TimeoutError:
-            # Not known to be committed: every delivery of the batch is answered 503 (a retry
-            # finds the row if it did commit, and is acknowledged as a duplicate). The batch's
-            # own connection was closed by ``_commit``.
-            for pending in batch:
-                if not pending.result.done():
-                    pending.result.set_exception(InboxUnavailable("commit timed out"))
-            return
-        except (InboxUnavailable, SQLAlchemyError, psycopg.Error) as exc:
-            if len(batch) == 1:
-                if not batch[0].result.done():
-                    batch[0].result.set_exception(InboxUnavailable(str(exc)))
-                return
-            log.warning("inbox batch of %d failed (%s); storing one by one", len(batch), exc)
-            for pending in batch:
-                await self._write([pending])
+                connection = await _PgConnection.open(get_settings().effective_database_url)
+        except (TimeoutError, InboxUnavailable, psycopg.Error) as exc:
+            self._fail(batch.pending, InboxUnavailable(str(exc) or "connection timed out"))
+            self._release_slot()
             return
         except BaseException as exc:  # never leave a request waiting
-            for pending in batch:
-                if not pending.result.done():
-                    pending.result.set_exception(exc)
+            self._fail(batch.pending, exc)
+            self._release_slot()
             raise
+        self._send(batch, connection)
+
+    def _send(self, batch: _Batch, connection: _PgConnection) -> None:
+        batch.connection = connection
+        loop = asyncio.get_running_loop()
+        batch.timer = loop.call_later(self.timeout, self._timed_out, batch)
+        connection.send(_pg_params(batch.prepared), functools.partial(self._answered, batch))
+
+    def _timed_out(self, batch: _Batch) -> None:
+        # Not known to be committed: every delivery of the batch is answered 503 (a retry finds
+        # the row if it did commit, and is acknowledged as a duplicate).
+        if batch.connection is not None:
+            batch.connection.close(TimeoutError("commit timed out"))
+
+    def _answered(self, batch: _Batch, rows: Rows | None, error: BaseException | None) -> None:
+        if batch.timer is not None:
+            batch.timer.cancel()
+        connection = batch.connection
+        assert connection is not None
+        if rows is not None:
+            self._pg_idle.append(connection)
+            self._resolve(batch.pending, batch.prepared.results(_created(rows)))
+            self._release_slot()
+            return
+        connection.close()  # failed, timed out or broken: its state is unknown, never reuse it
+        self._close_later(connection)
+        if isinstance(error, TimeoutError) or len(batch.pending) == 1:
+            self._fail(batch.pending, InboxUnavailable(str(error) or type(error).__name__))
+            self._release_slot()
+            return
+        log.warning("inbox batch of %d failed (%s); storing one by one", len(batch.pending), error)
+        self._spawn(self._one_by_one(batch.pending))  # keeps the slot until done
+
+    async def _one_by_one(self, pending: list[_Pending]) -> None:
+        try:
+            for one in pending:
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        results = await self._commit_alone(one)
+                except TimeoutError:
+                    self._fail([one], InboxUnavailable("commit timed out"))
+                except (InboxUnavailable, psycopg.Error) as exc:
+                    self._fail([one], InboxUnavailable(str(exc)))
+                else:
+                    self._resolve([one], results)
+        finally:
+            self._fail(pending, InboxUnavailable("not stored"))  # only those still waiting
+            self._release_slot()
+
+    async def _commit_alone(self, one: _Pending) -> list[StoredWebhook]:
+        url = get_settings().effective_database_url
+        connection = self._idle_connection(url) or await _PgConnection.open(url)
+        answer: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
+
+        def answered(rows: Rows | None, error: BaseException | None) -> None:
+            if answer.done():
+                return
+            if rows is None:
+                answer.set_exception(error or InboxUnavailable("not stored"))
+            else:
+                answer.set_result(rows)
+
+        prepared = prepare_inbox_insert([one.item], self._pg_dialect)
+        connection.send(_pg_params(prepared), answered)
+        try:
+            rows = await answer
+        except BaseException:
+            connection.close()
+            self._close_later(connection)
+            raise
+        self._pg_idle.append(connection)
+        return prepared.results(_created(rows))
+
+    def _idle_connection(self, url: str) -> _PgConnection | None:
+        while self._pg_idle:
+            connection = self._pg_idle.pop()
+            if connection.url == url and not connection.closed:
+                return connection
+            self._close_later(connection)
+        return None
+
+    def _close_later(self, connection: _PgConnection) -> None:
+        self._spawn(connection.aclose())
+
+    # --- answers -------------------------------------------------------------------------------
+
+    def _resolve(self, pending: list[_Pending], results: list[StoredWebhook]) -> None:
+        """A committed batch: each request gets its own result."""
         self.batches += 1
         if self.on_commit is not None:
-            self.on_commit(len(batch))
-        for pending, result in zip(batch, results, strict=True):
-            if not pending.result.done():
-                pending.result.set_result(result)
+            self.on_commit(len(pending))
+        for one, result in zip(pending, results, strict=True):
+            if not one.result.done():
+                one.result.set_result(result)
 
-    def _send_now(self, items: list[InboxItem]) -> _Sent | None:
-        """Send a PostgreSQL batch on an idle connection before returning (None when no
-        connection is idle). One statement in autocommit mode is one transaction: it is
-        committed when the answer arrives, one round trip for the whole batch."""
+    @staticmethod
+    def _fail(pending: Sequence[_Pending], error: BaseException) -> None:
+        for one in pending:
+            if not one.result.done():
+                one.result.set_exception(error)
+
+    # --- SQLite --------------------------------------------------------------------------------
+
+    def _write_sqlite(self, batch: list[_Pending]) -> None:
         url = get_settings().effective_database_url
-        connection = self._idle_connection(url)
-        if connection is None:
-            return None
-        prepared = prepare_inbox_insert(items, self._pg_dialect)
-        cursor = connection.cursor()
-        # Binary parameters: the arrays (1 KiB bodies among them) go unescaped.
-        execute = _Started(cursor.execute(prepared.sql, prepared.columns(), binary=True))
-        return _Sent(url, connection, prepared, execute)
-
-    def _abandon(self, sent: _Sent) -> None:
-        """A sent batch whose task ended before awaiting it (cancelled at shutdown)."""
-        if not sent.awaited:
-            sent.execute.close()
-            self._close_later(sent.connection)
-
-    async def _commit(self, items: list[InboxItem], sent: _Sent | None) -> list[StoredWebhook]:
-        url = get_settings().effective_database_url
-        if not _is_postgresql(url):
-            return self._commit_sqlite(url, items)
-        if sent is None:
-            connection = await self._checkout(url)
-            prepared = prepare_inbox_insert(items, self._pg_dialect)
-            execute = _Started(
-                connection.cursor().execute(prepared.sql, prepared.columns(), binary=True)
-            )
-        else:
-            sent.awaited = True
-            url, connection, prepared, execute = (
-                sent.url,
-                sent.connection,
-                sent.prepared,
-                sent.execute,
-            )
-        done = False
         try:
-            cursor = await execute
-            created = {(p, e): i for p, e, i in await cursor.fetchall()}
-            await cursor.close()
-            done = True
-        finally:
-            if done:
-                self._pg_idle.append((url, connection))
-            else:  # failed, timed out or cancelled: its state is unknown, never reuse it
-                with contextlib.suppress(psycopg.Error):
-                    await connection.close()
-        return prepared.results(created)
+            results = self._commit_sqlite(url, [p.item for p in batch])
+        except (InboxUnavailable, SQLAlchemyError) as exc:
+            if len(batch) == 1:
+                self._fail(batch, InboxUnavailable(str(exc)))
+                return
+            log.warning("inbox batch of %d failed (%s); storing one by one", len(batch), exc)
+            for one in batch:
+                self._write_sqlite([one])
+            return
+        except BaseException as exc:  # never leave a request waiting
+            self._fail(batch, exc)
+            raise
+        self._resolve(batch, results)
 
     def _commit_sqlite(self, url: str, items: list[InboxItem]) -> list[StoredWebhook]:
         """SQLite: BEGIN IMMEDIATE, one multi-row INSERT, COMMIT on a connection the writer keeps
@@ -355,48 +524,20 @@ class InboxWriter:
             with contextlib.suppress(Exception):
                 connection.invalidate()  # not back to the pool: its state is ours
 
-    def _idle_connection(self, url: str) -> psycopg.AsyncConnection[Any] | None:
-        while self._pg_idle:
-            idle_url, connection = self._pg_idle.pop()
-            if idle_url == url and not connection.closed:
-                return connection
-            self._close_later(connection)
-        return None
-
-    def _close_later(self, connection: psycopg.AsyncConnection[Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._close_quietly(connection))
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
-
-    @staticmethod
-    async def _close_quietly(connection: psycopg.AsyncConnection[Any]) -> None:
-        with contextlib.suppress(psycopg.Error):
-            await connection.close()
-
-    async def _checkout(self, url: str) -> psycopg.AsyncConnection[Any]:
-        """An idle connection to ``url`` for one batch (a new one when none is idle)."""
-        connection = self._idle_connection(url)
-        if connection is not None:
-            return connection
-        conninfo = make_url(url).set(drivername="postgresql").render_as_string(False)
-        try:
-            return await psycopg.AsyncConnection.connect(
-                conninfo, connect_timeout=5, autocommit=True
-            )
-        except psycopg.Error as exc:
-            raise InboxUnavailable(f"cannot connect: {exc}") from exc
-
     async def close(self) -> None:
-        """Finish the batch in flight and close the connection (server shutdown)."""
+        """Finish the batches in flight and close the connections (server shutdown)."""
         if self._loop is not asyncio.get_running_loop():
             return  # nothing of ours runs on this loop
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        while self._in_flight:  # batches, and connections being closed
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        # Batches answered by callbacks hold slots; tasks connect, retry and close connections.
+        while self._in_flight or self._free_slots < PG_IN_FLIGHT:
+            if self._in_flight:
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
+            else:
+                await self._slot_waiter()
         idle, self._pg_idle = self._pg_idle, []
-        for _, connection in idle:
-            with contextlib.suppress(psycopg.Error):
-                await connection.close()
+        for connection in idle:
+            await connection.aclose()
         self._close_sqlite()
         self._loop, self._flusher = None, None

@@ -98,10 +98,11 @@ def insert_sqlite(cursor: Any, prepared: PreparedInsert) -> dict[tuple[str, str]
 
 @dataclass(frozen=True, slots=True)
 class PreparedInsert:
-    """The inbox insert for a batch, ready for a DB-API cursor (sync or async).
+    """The inbox insert for a batch, ready for the driver: SQLite's DB-API cursor, or the
+    statement the intake's writer prepared on its PostgreSQL connections.
 
-    The hot path of webhook intake runs on the driver directly: SQLAlchemy would compile (and
-    psycopg re-parse) a long multi-row statement per batch, while this one short statement is the
+    The hot path of webhook intake runs on the driver directly: SQLAlchemy would compile (and the
+    driver re-parse) a long multi-row statement per batch, while this one short statement is the
     same for every batch. Values go through the columns' own SQLAlchemy bind processors, so they
     are stored exactly as the ORM stores them.
     """
@@ -112,7 +113,8 @@ class PreparedInsert:
     first_of: dict[tuple[str, str], int]
 
     def columns(self) -> list[list[Any]]:
-        """The parameters column by column: the arrays of the PostgreSQL ``unnest`` statement."""
+        """The parameters column by column: the two arrays of the PostgreSQL statement (each
+        delivery's fields as JSON bytes, and its body)."""
         return [list(column) for column in zip(*self.params, strict=True)] or [[], []]
 
     def results(self, created: Mapping[tuple[str, str], int]) -> list[StoredWebhook]:
@@ -150,7 +152,7 @@ def prepare_inbox_insert(items: Sequence[InboxItem], dialect: Dialect) -> Prepar
         kept = _kept_headers(item.headers)
         if postgresql:
             # Everything but the body as one small JSON object per delivery: two arrays to send
-            # for the whole batch instead of twelve (see ``_insert_sql``).
+            # for the whole batch instead of twelve (see ``inbox_insert_sql``).
             fields = {
                 "provider": key[0],
                 "event_id": key[1],
@@ -161,7 +163,7 @@ def prepare_inbox_insert(items: Sequence[InboxItem], dialect: Dialect) -> Prepar
                 "livemode": verified.livemode,
                 "payment_id": item.payment_id,
             }
-            params.append((orjson.dumps(fields).decode(), blob(item.raw)))
+            params.append((orjson.dumps(fields), blob(item.raw)))
             continue
         params.append(
             (
@@ -179,7 +181,7 @@ def prepare_inbox_insert(items: Sequence[InboxItem], dialect: Dialect) -> Prepar
                 item.payment_id,
             )
         )
-    return PreparedInsert(_insert_sql(dialect), params, keys, first_of)
+    return PreparedInsert(inbox_insert_sql(dialect), params, keys, first_of)
 
 
 def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -197,13 +199,14 @@ def _identity(value: Any) -> Any:
 
 # PostgreSQL: the whole batch as one statement with two arrays: each delivery's fields as a JSON
 # object (orjson; PostgreSQL parses it on its own core) and the raw bodies as bytea. One
-# round trip and one short statement text whatever the batch size; dumping an array costs the
-# writer a fixed ~15 us per batch, so two arrays instead of one per column matter under load.
-# ``json_to_record`` in FROM parses each object once. (Reading fields from a ``b.fields::jsonb``
-# in a subquery did not: the planner inlined the cast into every reference and PostgreSQL parsed
-# each object ten times, 100 us a row instead of 57.)
+# round trip and one short statement whatever the batch size, prepared once per connection by the
+# intake's writer, which sends both arrays in binary. ``json_to_record`` in FROM parses each object
+# once. (Reading fields from a ``b.fields::jsonb`` in a subquery did not: the planner inlined the
+# cast into every reference and PostgreSQL parsed each object ten times, 100 us a row instead of
+# 57.)
 # SQLite: one statement per row, in process.
-def _insert_sql(dialect: Dialect) -> str:
+@lru_cache(maxsize=4)
+def inbox_insert_sql(dialect: Dialect) -> str:
     columns = ", ".join(_STORED_COLUMNS)
     returning = "ON CONFLICT (provider, event_id) DO NOTHING RETURNING provider, event_id, id"
     if dialect.name == "postgresql":
@@ -213,7 +216,7 @@ def _insert_sql(dialect: Dialect) -> str:
             "SELECT r.provider, r.event_id, r.event_type, r.received_at, b.payload, r.headers, "
             f"r.verification, r.livemode, '{InboxStatus.PENDING.value}', 0, r.received_at, "
             "r.payment_id "
-            "FROM unnest(%b::text[], %b::bytea[]) AS b(fields, payload), "
+            "FROM unnest($1::text[], $2::bytea[]) AS b(fields, payload), "
             "json_to_record(b.fields::json) AS r(provider text, event_id text, event_type text, "
             "received_at timestamptz, headers json, verification text, livemode boolean, "
             "payment_id text) "

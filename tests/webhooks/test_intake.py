@@ -661,3 +661,92 @@ def test_postgresql_sends_a_full_batch_within_the_turn_that_formed_it(
     assert all(isinstance(r, InboxUnavailable) for r in results)  # both timed out on the lock
     assert not after.duplicate
     assert sorted(e.event_id for e in inbox(engine)) == ["evt_after", "evt_warm"]
+
+
+def test_a_batch_stores_any_body_bytes_and_headers_exactly(
+    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bodies are kept byte for byte whatever they hold (empty, NUL, not UTF-8, the size limit),
+    headers and ids with any Unicode; on PostgreSQL this batch is also larger than a socket
+    buffer, so it is sent in several writes."""
+    import asyncio
+
+    from payments_core.services.inbox import InboxItem
+    from webhook_server.inbox_writer import InboxWriter
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    writer = InboxWriter()
+    limit = get_settings().webhook_max_body_bytes
+    bodies = [b"", b"\x00\xff\xfe\x80 not utf-8 \x00", "ünïcødé ✓ 😀".encode(), b"{}"]
+    bodies += [bytes([i % 256]) * limit for i in range(40)]  # 10 MiB in one batch
+    items = [
+        InboxItem(
+            _verified(f"evt_bytes_{i}_ü😀"),
+            body,
+            {"Stripe-Signature": f"t=1,v1=ab{i}", "User-Agent": "Strïpe/1.0 😀", "X-Other": "x"},
+        )
+        for i, body in enumerate(bodies)
+    ]
+
+    async def deliver() -> list[Any]:
+        try:
+            return await asyncio.gather(*(writer.store(item) for item in items))
+        finally:
+            await writer.close()
+
+    results = asyncio.run(deliver())
+    dispose_engines()
+    assert [r.duplicate for r in results] == [False] * len(bodies)
+    stored = {e.event_id: e for e in inbox(engine)}
+    for i, body in enumerate(bodies):
+        event = stored[f"evt_bytes_{i}_ü😀"]
+        assert event.payload == body
+        assert event.headers == {"stripe-signature": f"t=1,v1=ab{i}", "user-agent": "Strïpe/1.0 😀"}
+        assert event.id == results[i].id
+
+
+def test_postgresql_a_connection_lost_while_idle_is_replaced(
+    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL ends one of the writer's idle connections (a restart, an administrator): the
+    writer notices it closed and stores the next delivery on a new connection."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from payments_core.services.inbox import InboxItem
+    from webhook_server.inbox_writer import InboxWriter
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server connection to lose")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    writer = InboxWriter()
+
+    def terminate_writer_connections() -> int:
+        with engine.connect() as admin:
+            ended = admin.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE pid <> pg_backend_pid() AND datname = current_database() "
+                    "AND query LIKE '%paydesk_inbox_insert%'"
+                )
+            ).scalar_one()
+            admin.commit()
+        return int(ended)
+
+    async def scenario() -> tuple[int, Any]:
+        try:
+            await writer.store(InboxItem(_verified("evt_before"), b"{}", {}))
+            ended = terminate_writer_connections()
+            await asyncio.sleep(0.5)  # the loop reads the connection's end
+            return ended, await writer.store(InboxItem(_verified("evt_after"), b"{}", {}))
+        finally:
+            await writer.close()
+
+    ended, after = asyncio.run(scenario())
+    dispose_engines()
+    assert ended == 1
+    assert not after.duplicate
+    assert [e.event_id for e in inbox(engine)] == ["evt_before", "evt_after"]
