@@ -27,7 +27,7 @@ from payments_core.config import get_settings
 from payments_core.db import get_engine, read_engine
 from payments_core.providers.base import RejectionReason, WebhookRejected
 from webhook_server import api, simulate
-from webhook_server.intake import BodyTooLarge, Delivery, Intake, read_body
+from webhook_server.intake import BodyTooLarge, Delivery, Intake, read_body, request_headers
 from webhook_server.metrics import IntakeMetrics
 from webhook_server.worker import WorkerThread
 
@@ -103,17 +103,20 @@ def _answer(body: dict[str, Any], status_code: int) -> Response:
 
 
 async def _receive(request: Request, provider: str, token: str | None = None) -> Response:
-    source_ip = request.client.host if request.client else None
+    client = request.scope.get("client")  # (host, port), or None
+    source_ip = client[0] if client else None
+    headers = request_headers(request.scope)
+    limit = get_settings().webhook_max_body_bytes
     try:
-        raw = await read_body(request, get_settings().webhook_max_body_bytes)
+        raw = await read_body(request.receive, limit, headers.get("content-length"))
     except BodyTooLarge:
-        delivery = Delivery(provider, b"", request.headers, source_ip)
+        delivery = Delivery(provider, b"", headers, source_ip)
         rejected = WebhookRejected(RejectionReason.TOO_LARGE, "body over the size limit", 413)
         answer = await run_in_threadpool(intake.reject, delivery, rejected)
         return _answer(answer.body, answer.status_code)
     except ClientDisconnect:
         return _answer({"error": "client_disconnected"}, 400)
-    delivery = Delivery(provider, raw, request.headers, source_ip, token)
+    delivery = Delivery(provider, raw, headers, source_ip, token)
     answer = await intake.areceive(delivery)
     return _answer(answer.body, answer.status_code)
 

@@ -9,10 +9,9 @@ did the work.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
@@ -50,33 +49,47 @@ class _InboxCollector(Collector):
         )
 
 
+class _LoopCounter(Collector):
+    """A counter per provider kept as plain integers and exported at scrape time.
+
+    For the counters every delivery updates: only the event loop's thread updates them, so they
+    need no lock (a prometheus ``Counter`` takes one per increment). Exported like a ``Counter``:
+    ``<name>_total{provider="..."}``.
+    """
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.counts: dict[str, int] = {}
+
+    def inc(self, provider: str) -> None:
+        self.counts[provider] = self.counts.get(provider, 0) + 1
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=["provider"])
+        for provider, count in sorted(list(self.counts.items())):  # list(): one atomic copy
+            family.add_metric([provider], count)
+        yield family
+
+
 class IntakeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self._children: dict[tuple[int, str], Any] = {}
-        labels = ["provider"]
-        self._received = Counter(
-            "paydesk_webhooks_received", "Deliveries received", labels, registry=self.registry
+        self._received = _LoopCounter("paydesk_webhooks_received", "Deliveries received")
+        self._accepted = _LoopCounter("paydesk_webhooks_accepted", "Verified and stored")
+        self._duplicate = _LoopCounter(
+            "paydesk_webhooks_duplicate", "Verified redeliveries of an event already stored"
         )
-        self._accepted = Counter(
-            "paydesk_webhooks_accepted", "Verified and stored", labels, registry=self.registry
+        self._unavailable = _LoopCounter(
+            "paydesk_webhooks_unavailable", "Answered 503 because the database was unavailable"
         )
-        self._duplicate = Counter(
-            "paydesk_webhooks_duplicate",
-            "Verified redeliveries of an event already stored",
-            labels,
-            registry=self.registry,
-        )
+        for counter in (self._received, self._accepted, self._duplicate, self._unavailable):
+            self.registry.register(counter)
+        # Refusals are recorded from worker threads (they write to the database): a locked one.
         self._rejected = Counter(
             "paydesk_webhooks_rejected",
             "Refused deliveries",
             ["provider", "reason"],
-            registry=self.registry,
-        )
-        self._unavailable = Counter(
-            "paydesk_webhooks_unavailable",
-            "Answered 503 because the database was unavailable",
-            labels,
             registry=self.registry,
         )
         self.inbox_commits = Counter(
@@ -87,27 +100,19 @@ class IntakeMetrics:
         self.registry.register(_InboxCollector())
 
     def received(self, provider: str) -> None:
-        self._child(self._received, provider).inc()
+        self._received.inc(provider)
 
     def accepted(self, provider: str) -> None:
-        self._child(self._accepted, provider).inc()
+        self._accepted.inc(provider)
 
     def duplicate(self, provider: str) -> None:
-        self._child(self._duplicate, provider).inc()
+        self._duplicate.inc(provider)
 
-    def _child(self, counter: Counter, provider: str) -> Any:
-        """The labelled counter, looked up once per provider (labels() is slow on a hot path)."""
-        key = (id(counter), provider)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = counter.labels(provider)
-        return child
+    def unavailable(self, provider: str) -> None:
+        self._unavailable.inc(provider)
 
     def rejected(self, provider: str, reason: str) -> None:
         self._rejected.labels(provider, reason).inc()
-
-    def unavailable(self, provider: str) -> None:
-        self._unavailable.labels(provider).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -152,6 +152,58 @@ def test_oversized_body_is_413(client: TestClient, engine: Engine) -> None:
     assert inbox(engine) == []
 
 
+def _receive_script(*messages: dict[str, Any]) -> Any:
+    """An ASGI ``receive`` that hands out these messages, in order."""
+    queue = list(messages)
+
+    async def receive() -> dict[str, Any]:
+        return queue.pop(0)
+
+    return receive
+
+
+def _chunks(data: bytes, size: int) -> list[dict[str, Any]]:
+    pieces = [data[start : start + size] for start in range(0, len(data), size)]
+    return [
+        {"type": "http.request", "body": piece, "more_body": n < len(pieces) - 1}
+        for n, piece in enumerate(pieces)
+    ]
+
+
+def test_a_body_in_several_messages_is_read_whole_and_refused_once_over_the_limit() -> None:
+    """A body without a Content-Length (chunked) arrives in several ASGI messages: it is joined
+    when it fits, refused as soon as it grows over the limit, and a client that goes away
+    mid-body is noticed."""
+    import asyncio
+
+    from webhook_server.intake import BodyTooLarge, ClientDisconnect, read_body
+
+    body = stripe_event("evt_chunked")
+    assert asyncio.run(read_body(_receive_script(*_chunks(body, 50)), len(body))) == body
+    with pytest.raises(BodyTooLarge):
+        asyncio.run(read_body(_receive_script(*_chunks(body, 50)), len(body) - 1))
+    with pytest.raises(BodyTooLarge):  # announced too large: refused before reading
+        asyncio.run(read_body(_receive_script(), 100, declared="101"))
+    cut = [*_chunks(body, 50)[:2], {"type": "http.disconnect"}]
+    with pytest.raises(ClientDisconnect):
+        asyncio.run(read_body(_receive_script(*cut), len(body)))
+
+
+@pytest.mark.parametrize("valid_first", [True, False])
+def test_a_repeated_signature_header_is_read_from_its_first_occurrence(
+    client: TestClient, engine: Engine, valid_first: bool
+) -> None:
+    body = stripe_event("evt_twice")
+    valid = stripe_provider.sign_payload(body, STRIPE_SECRET, int(time.time()))
+    forged = stripe_provider.sign_payload(body, "whsec_attacker", int(time.time()))
+    pair = [("Stripe-Signature", valid), ("Stripe-Signature", forged)]
+    response = client.post(
+        "/webhooks/stripe", content=body, headers=pair if valid_first else pair[::-1]
+    )
+    assert response.status_code == (200 if valid_first else 400), response.text
+    assert len(inbox(engine)) == (1 if valid_first else 0)
+
+
 def test_unknown_provider_is_404_and_does_not_become_a_label(
     client: TestClient, engine: Engine
 ) -> None:
