@@ -54,12 +54,23 @@ def _freeze_startup_objects() -> None:
     """Move what start-up created (modules, the SDKs, SQLAlchemy's metadata: about 300,000
     objects) out of the collector's reach, once per process. Otherwise every full collection
     walks them all (about 0.2 s, during which no request is answered); they live as long as the
-    process anyway."""
+    process anyway.
+
+    Also collect the youngest generation every ``YOUNG_COLLECTION_THRESHOLD`` allocations instead
+    of Python's 700. Each collection walks everything young that is still alive, and under load
+    that is mostly the requests in flight (their suspended coroutines and frames), so at 700 the
+    same live requests were walked over and over: 1-2% of the server's CPU during webhook intake.
+    Reference cycles are still collected, just in larger steps."""
     global _frozen
     if not _frozen:
         gc.collect()
         gc.freeze()
+        _, older, oldest = gc.get_threshold()
+        gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, older, oldest)
         _frozen = True
+
+
+YOUNG_COLLECTION_THRESHOLD = 10_000
 
 
 IN_PROCESS_WORKER_ENV = "PAYDESK_IN_PROCESS_WORKER"

@@ -802,3 +802,17 @@ def test_postgresql_a_connection_lost_while_idle_is_replaced(
     assert ended == 1
     assert not after.duplicate
     assert [e.event_id for e in inbox(engine)] == ["evt_before", "evt_after"]
+
+
+def test_a_started_server_keeps_start_up_objects_and_live_requests_out_of_young_collections(
+    client: TestClient,
+) -> None:
+    """The lifespan freezes what start-up created and collects the youngest generation in
+    larger steps (live requests are not walked every 700 allocations)."""
+    import gc
+
+    from webhook_server.app import YOUNG_COLLECTION_THRESHOLD
+
+    assert client.get("/healthz").status_code == 200
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD > 700
