@@ -51,7 +51,6 @@ from psycopg import pq
 from psycopg.pq.abc import PGresult
 from sqlalchemy.dialects.postgresql.psycopg import dialect as PsycopgDialect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from payments_core.config import get_settings
 from payments_core.db import get_engine
@@ -352,7 +351,17 @@ class InboxWriter:
 
     def _dispatch(self, pending: list[_Pending]) -> None:
         """Holding a slot: send the batch now on an idle connection, or open one for it."""
-        batch = _Batch(pending, prepare_inbox_insert([p.item for p in pending], self._pg_dialect))
+        try:
+            prepared = prepare_inbox_insert([p.item for p in pending], self._pg_dialect)
+        except Exception as exc:  # a delivery that cannot be written: only it must fail
+            log.warning("inbox batch of %d could not be prepared (%r)", len(pending), exc)
+            if len(pending) > 1:
+                self._spawn(self._one_by_one(pending))  # keeps the slot until done
+            else:
+                self._fail(pending, InboxUnavailable(f"{type(exc).__name__}: {exc}"))
+                self._release_slot()
+            return
+        batch = _Batch(pending, prepared)
         connection = self._idle_connection(get_settings().effective_database_url)
         if connection is None:
             self._spawn(self._connect_and_send(batch))
@@ -413,8 +422,8 @@ class InboxWriter:
                         results = await self._commit_alone(one)
                 except TimeoutError:
                     self._fail([one], InboxUnavailable("commit timed out"))
-                except (InboxUnavailable, psycopg.Error) as exc:
-                    self._fail([one], InboxUnavailable(str(exc)))
+                except Exception as exc:  # its own insert failed (or could not be prepared)
+                    self._fail([one], InboxUnavailable(f"{type(exc).__name__}: {exc}"))
                 else:
                     self._resolve([one], results)
         finally:
@@ -422,6 +431,7 @@ class InboxWriter:
             self._release_slot()
 
     async def _commit_alone(self, one: _Pending) -> list[StoredWebhook]:
+        prepared = prepare_inbox_insert([one.item], self._pg_dialect)
         url = get_settings().effective_database_url
         connection = self._idle_connection(url) or await _PgConnection.open(url)
         answer: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
@@ -434,7 +444,6 @@ class InboxWriter:
             else:
                 answer.set_result(rows)
 
-        prepared = prepare_inbox_insert([one.item], self._pg_dialect)
         connection.send(_pg_params(prepared), answered)
         try:
             rows = await answer
@@ -479,7 +488,7 @@ class InboxWriter:
         url = get_settings().effective_database_url
         try:
             results = self._commit_sqlite(url, [p.item for p in batch])
-        except (InboxUnavailable, SQLAlchemyError) as exc:
+        except Exception as exc:  # unavailable, or a delivery that cannot be written
             if len(batch) == 1:
                 self._fail(batch, InboxUnavailable(str(exc)))
                 return

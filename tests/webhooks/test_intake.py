@@ -816,3 +816,47 @@ def test_a_started_server_keeps_start_up_objects_and_live_requests_out_of_young_
     assert client.get("/healthz").status_code == 200
     assert gc.get_freeze_count() > 0
     assert gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD > 700
+
+
+def test_a_delivery_that_cannot_be_written_fails_alone_and_the_writer_goes_on(
+    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivery the inbox cannot encode (here a header that is not text) is answered 503 on
+    its own; the others of its batch are stored, and so is what comes after."""
+    import asyncio
+
+    from payments_core.services.inbox import InboxItem
+    from webhook_server.inbox_writer import PG_IN_FLIGHT, InboxUnavailable, InboxWriter
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    writer = InboxWriter()
+    bad: Any = {"content-type": object()}
+    batch = [
+        InboxItem(_verified("evt_ok_1"), b"{}", {}),
+        InboxItem(_verified("evt_unwritable"), b"{}", bad),
+        InboxItem(_verified("evt_ok_2"), b"{}", {}),
+    ]
+
+    async def deliver() -> tuple[list[Any], list[Any], Any]:
+        try:
+            first = await asyncio.gather(*(writer.store(i) for i in batch), return_exceptions=True)
+            # Alone, more often than there are PostgreSQL batches in flight: none keeps a slot.
+            unwritable = InboxItem(_verified("evt_unwritable_alone"), b"{}", bad)
+            alone = [
+                (await asyncio.gather(writer.store(unwritable), return_exceptions=True))[0]
+                for _ in range(PG_IN_FLIGHT + 1)
+            ]
+            later = await writer.store(InboxItem(_verified("evt_later"), b"{}", {}))
+            return first, alone, later
+        finally:
+            await writer.close()
+
+    first, alone, later = asyncio.run(asyncio.wait_for(deliver(), 60))
+    dispose_engines()
+    ok_1, unwritable, ok_2 = first
+    assert isinstance(unwritable, InboxUnavailable)
+    assert not ok_1.duplicate and not ok_2.duplicate
+    assert all(isinstance(r, InboxUnavailable) for r in alone)
+    assert not later.duplicate
+    assert sorted(e.event_id for e in inbox(engine)) == ["evt_later", "evt_ok_1", "evt_ok_2"]
