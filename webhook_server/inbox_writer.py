@@ -58,8 +58,8 @@ from payments_core.services.inbox import (
     InboxItem,
     PreparedInsert,
     StoredWebhook,
-    inbox_insert_sql,
     insert_sqlite,
+    postgresql_inbox_insert_sql,
     prepare_inbox_insert,
 )
 
@@ -87,6 +87,7 @@ EAGER_BATCH = 16  # PostgreSQL: deliveries waiting that are sent at once when a 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
+_PG_DIALECT = PsycopgDialect()  # the bind processors ``prepare_inbox_insert`` applies
 _STATEMENT = b"paydesk_inbox_insert"  # prepared once per connection
 _TEXT_OID, _BYTEA_OID = 25, 17  # pg_type oids of the two arrays' elements
 _BINARY = (1, 1)  # both parameters in binary format
@@ -171,7 +172,7 @@ class _PgConnection:
         except psycopg.Error as exc:
             raise InboxUnavailable(f"cannot connect: {exc}") from exc
         try:
-            statement = inbox_insert_sql(PsycopgDialect())
+            statement = postgresql_inbox_insert_sql()
             await connection.execute(
                 f"PREPARE {_STATEMENT.decode()} (text[], bytea[]) AS {statement}".encode()
             )
@@ -194,6 +195,21 @@ class _PgConnection:
                 self._loop.add_writer(self._fd, self._writable)
         except psycopg.Error as exc:
             self._loop.call_soon(functools.partial(self.close, exc, broken=True))
+
+    async def insert(self, params: Sequence[bytes]) -> Rows:
+        """``send``, awaited (the rare paths: a batch stored one delivery at a time)."""
+        answer: asyncio.Future[Rows] = self._loop.create_future()
+
+        def answered(rows: Rows | None, error: BaseException | None) -> None:
+            if answer.done():
+                return
+            if rows is None:
+                answer.set_exception(error or InboxUnavailable("not stored"))
+            else:
+                answer.set_result(rows)
+
+        self.send(params, answered)
+        return await answer
 
     def _writable(self) -> None:
         try:
@@ -268,7 +284,6 @@ class InboxWriter:
         self._free_slots = PG_IN_FLIGHT  # PostgreSQL batches that may still be sent
         self._slot_freed: asyncio.Future[None] | None = None  # woken when a slot frees
         self._in_flight: set[asyncio.Task[Any]] = set()  # connecting, retrying, closing
-        self._pg_dialect = PsycopgDialect()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sqlite: Any = None  # a pooled DB-API connection, checked out for the writer's life
         self._sqlite_url: str | None = None
@@ -352,7 +367,7 @@ class InboxWriter:
     def _dispatch(self, pending: list[_Pending]) -> None:
         """Holding a slot: send the batch now on an idle connection, or open one for it."""
         try:
-            prepared = prepare_inbox_insert([p.item for p in pending], self._pg_dialect)
+            prepared = prepare_inbox_insert([p.item for p in pending], _PG_DIALECT)
         except Exception as exc:  # a delivery that cannot be written: only it must fail
             log.warning("inbox batch of %d could not be prepared (%r)", len(pending), exc)
             if len(pending) > 1:
@@ -405,8 +420,7 @@ class InboxWriter:
             self._resolve(batch.pending, batch.prepared.results(_created(rows)))
             self._release_slot()
             return
-        connection.close()  # failed, timed out or broken: its state is unknown, never reuse it
-        self._close_later(connection)
+        self._close_later(connection)  # failed, timed out or broken: its state is unknown
         if isinstance(error, TimeoutError) or len(batch.pending) == 1:
             self._fail(batch.pending, InboxUnavailable(str(error) or type(error).__name__))
             self._release_slot()
@@ -431,24 +445,12 @@ class InboxWriter:
             self._release_slot()
 
     async def _commit_alone(self, one: _Pending) -> list[StoredWebhook]:
-        prepared = prepare_inbox_insert([one.item], self._pg_dialect)
+        prepared = prepare_inbox_insert([one.item], _PG_DIALECT)
         url = get_settings().effective_database_url
         connection = self._idle_connection(url) or await _PgConnection.open(url)
-        answer: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
-
-        def answered(rows: Rows | None, error: BaseException | None) -> None:
-            if answer.done():
-                return
-            if rows is None:
-                answer.set_exception(error or InboxUnavailable("not stored"))
-            else:
-                answer.set_result(rows)
-
-        connection.send(_pg_params(prepared), answered)
         try:
-            rows = await answer
+            rows = await connection.insert(_pg_params(prepared))
         except BaseException:
-            connection.close()
             self._close_later(connection)
             raise
         self._pg_idle.append(connection)
@@ -463,6 +465,8 @@ class InboxWriter:
         return None
 
     def _close_later(self, connection: _PgConnection) -> None:
+        """Stop reading it now; close it (cancelling what still runs there) in a task."""
+        connection.close()
         self._spawn(connection.aclose())
 
     # --- answers -------------------------------------------------------------------------------

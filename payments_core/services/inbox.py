@@ -98,16 +98,16 @@ def insert_sqlite(cursor: Any, prepared: PreparedInsert) -> dict[tuple[str, str]
 
 @dataclass(frozen=True, slots=True)
 class PreparedInsert:
-    """The inbox insert for a batch, ready for the driver: SQLite's DB-API cursor, or the
-    statement the intake's writer prepared on its PostgreSQL connections.
+    """The inbox insert's parameters for a batch, ready for the driver: SQLite's DB-API cursor
+    (``insert_sqlite``), or the statement the intake's writer prepared on its PostgreSQL
+    connections (``postgresql_inbox_insert_sql``).
 
     The hot path of webhook intake runs on the driver directly: SQLAlchemy would compile (and the
-    driver re-parse) a long multi-row statement per batch, while this one short statement is the
-    same for every batch. Values go through the columns' own SQLAlchemy bind processors, so they
+    driver re-parse) a long multi-row statement per batch, while these statements are the same
+    for every batch. Values go through the columns' own SQLAlchemy bind processors, so they
     are stored exactly as the ORM stores them.
     """
 
-    sql: str
     params: list[tuple[Any, ...]]
     keys: list[tuple[str, str]]  # (provider, event_id) per item
     first_of: dict[tuple[str, str], int]
@@ -152,7 +152,7 @@ def prepare_inbox_insert(items: Sequence[InboxItem], dialect: Dialect) -> Prepar
         kept = _kept_headers(item.headers)
         if postgresql:
             # Everything but the body as one small JSON object per delivery: two arrays to send
-            # for the whole batch instead of twelve (see ``inbox_insert_sql``).
+            # for the whole batch instead of twelve (see ``postgresql_inbox_insert_sql``).
             fields = {
                 "provider": key[0],
                 "event_id": key[1],
@@ -181,7 +181,7 @@ def prepare_inbox_insert(items: Sequence[InboxItem], dialect: Dialect) -> Prepar
                 item.payment_id,
             )
         )
-    return PreparedInsert(inbox_insert_sql(dialect), params, keys, first_of)
+    return PreparedInsert(params, keys, first_of)
 
 
 def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -197,32 +197,28 @@ def _identity(value: Any) -> Any:
     return value
 
 
-# PostgreSQL: the whole batch as one statement with two arrays: each delivery's fields as a JSON
-# object (orjson; PostgreSQL parses it on its own core) and the raw bodies as bytea. One
-# round trip and one short statement whatever the batch size, prepared once per connection by the
-# intake's writer, which sends both arrays in binary. ``json_to_record`` in FROM parses each object
-# once. (Reading fields from a ``b.fields::jsonb`` in a subquery did not: the planner inlined the
-# cast into every reference and PostgreSQL parsed each object ten times, 100 us a row instead of
-# 57.)
-# SQLite: one statement per row, in process.
-@lru_cache(maxsize=4)
-def inbox_insert_sql(dialect: Dialect) -> str:
-    columns = ", ".join(_STORED_COLUMNS)
-    returning = "ON CONFLICT (provider, event_id) DO NOTHING RETURNING provider, event_id, id"
-    if dialect.name == "postgresql":
-        # Column names, constants and placeholders only; every value is a parameter.
-        return (
-            f"INSERT INTO webhook_event ({columns}) "  # noqa: S608
-            "SELECT r.provider, r.event_id, r.event_type, r.received_at, b.payload, r.headers, "
-            f"r.verification, r.livemode, '{InboxStatus.PENDING.value}', 0, r.received_at, "
-            "r.payment_id "
-            "FROM unnest($1::text[], $2::bytea[]) AS b(fields, payload), "
-            "json_to_record(b.fields::json) AS r(provider text, event_id text, event_type text, "
-            "received_at timestamptz, headers json, verification text, livemode boolean, "
-            "payment_id text) "
-            f"{returning}"
-        )
-    return _sqlite_rows_sql(1)
+def postgresql_inbox_insert_sql() -> str:
+    """PostgreSQL: the whole batch as one statement with two arrays: each delivery's fields as a
+    JSON object (orjson; PostgreSQL parses it on its own core) and the raw bodies as bytea.
+
+    One round trip and one short statement whatever the batch size, prepared once per connection
+    by the intake's writer, which sends both arrays in binary. ``json_to_record`` in FROM parses
+    each object once. (Reading fields from a ``b.fields::jsonb`` in a subquery did not: the
+    planner inlined the cast into every reference and PostgreSQL parsed each object ten times,
+    100 us a row instead of 57.)
+    """
+    # Column names, constants and placeholders only; every value is a parameter.
+    return (
+        f"INSERT INTO webhook_event ({', '.join(_STORED_COLUMNS)}) "  # noqa: S608
+        "SELECT r.provider, r.event_id, r.event_type, r.received_at, b.payload, r.headers, "
+        f"r.verification, r.livemode, '{InboxStatus.PENDING.value}', 0, r.received_at, "
+        "r.payment_id "
+        "FROM unnest($1::text[], $2::bytea[]) AS b(fields, payload), "
+        "json_to_record(b.fields::json) AS r(provider text, event_id text, event_type text, "
+        "received_at timestamptz, headers json, verification text, livemode boolean, "
+        "payment_id text) "
+        "ON CONFLICT (provider, event_id) DO NOTHING RETURNING provider, event_id, id"
+    )
 
 
 _SQLITE_ROWS_PER_STATEMENT = 256  # 12 parameters a row, far below SQLite's variable limit
