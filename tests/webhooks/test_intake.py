@@ -463,17 +463,38 @@ def _verified(event_id: str) -> Any:
     )
 
 
-def test_concurrent_deliveries_share_one_commit_and_get_their_own_answers(
-    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import asyncio
+def _inbox_lock_waiters(engine: Engine) -> int:
+    """PostgreSQL: statements waiting for a lock on the inbox table (another holds it)."""
+    from sqlalchemy import text
 
-    from payments_core.services.inbox import InboxItem
+    with engine.connect() as probe:
+        return int(
+            probe.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks "
+                    "WHERE relation = 'webhook_event'::regclass AND NOT granted"
+                )
+            ).scalar_one()
+        )
+
+
+@pytest.fixture
+def writer(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A group-commit inbox writer on this test's database."""
     from webhook_server.inbox_writer import InboxWriter
 
     monkeypatch.setenv("DATABASE_URL", db_url)
     get_settings.cache_clear()
-    writer = InboxWriter()
+    return InboxWriter()
+
+
+def test_concurrent_deliveries_share_one_commit_and_get_their_own_answers(
+    db_url: str, engine: Engine, writer: Any
+) -> None:
+    import asyncio
+
+    from payments_core.services.inbox import InboxItem
+
     names = ["evt_a", "evt_b", "evt_a", "evt_c"]  # evt_a twice in the same batch
 
     async def deliver() -> list[Any]:
@@ -492,18 +513,15 @@ def test_concurrent_deliveries_share_one_commit_and_get_their_own_answers(
 
 
 def test_one_bad_delivery_does_not_fail_the_others_in_its_batch(
-    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    db_url: str, engine: Engine, writer: Any
 ) -> None:
     import asyncio
 
     from payments_core.services.inbox import InboxItem
-    from webhook_server.inbox_writer import InboxUnavailable, InboxWriter
+    from webhook_server.inbox_writer import InboxUnavailable
 
     if not db_url.startswith("postgresql"):
         pytest.skip("needs a database that enforces column lengths")
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    get_settings.cache_clear()
-    writer = InboxWriter()
     items = [
         InboxItem(_verified("evt_ok_1"), b"{}", {}),
         InboxItem(_verified("evt_bad"), b"{}", {}, payment_id="p" * 60),  # column is 40 long
@@ -526,7 +544,7 @@ def test_one_bad_delivery_does_not_fail_the_others_in_its_batch(
 
 
 def test_a_commit_that_hangs_answers_503_and_the_next_batch_stores(
-    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    db_url: str, engine: Engine, writer: Any
 ) -> None:
     """The wait for a commit is bounded per batch: a table lock held elsewhere makes the batch
     time out (InboxUnavailable, so the request answers 503); once the lock is gone the next
@@ -536,13 +554,10 @@ def test_a_commit_that_hangs_answers_503_and_the_next_batch_stores(
     from sqlalchemy import text
 
     from payments_core.services.inbox import InboxItem
-    from webhook_server.inbox_writer import InboxUnavailable, InboxWriter
+    from webhook_server.inbox_writer import InboxUnavailable
 
     if not db_url.startswith("postgresql"):
         pytest.skip("SQLite waits for its lock synchronously (busy timeout), not on the loop")
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    get_settings.cache_clear()
-    writer = InboxWriter()
     writer.timeout = 0.5
 
     async def deliver(name: str) -> Any:
@@ -570,7 +585,7 @@ def test_a_commit_that_hangs_answers_503_and_the_next_batch_stores(
 
 
 def test_postgresql_keeps_two_batches_in_flight_and_the_next_waits_for_a_connection(
-    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    db_url: str, engine: Engine, writer: Any
 ) -> None:
     """While a batch commits the next one is already sent on a second connection; a third waits
     for one of them (and takes everything that arrived meanwhile) instead of opening more."""
@@ -579,32 +594,18 @@ def test_postgresql_keeps_two_batches_in_flight_and_the_next_waits_for_a_connect
     from sqlalchemy import text
 
     from payments_core.services.inbox import InboxItem
-    from webhook_server.inbox_writer import PG_IN_FLIGHT, InboxWriter
+    from webhook_server.inbox_writer import PG_IN_FLIGHT
 
     if not db_url.startswith("postgresql"):
         pytest.skip("SQLite is written one batch at a time, synchronously")
     assert PG_IN_FLIGHT == 2
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    get_settings.cache_clear()
-    writer = InboxWriter()
-
-    def lock_waiters() -> int:
-        with engine.connect() as probe:
-            return int(
-                probe.execute(
-                    text(
-                        "SELECT count(*) FROM pg_locks "
-                        "WHERE relation = 'webhook_event'::regclass AND NOT granted"
-                    )
-                ).scalar_one()
-            )
 
     async def until_waiting(count: int) -> None:
         for _ in range(200):
-            if lock_waiters() >= count:
+            if _inbox_lock_waiters(engine) >= count:
                 return
             await asyncio.sleep(0.025)
-        raise AssertionError(f"expected {count} batches waiting, saw {lock_waiters()}")
+        raise AssertionError(f"expected {count} batches waiting, saw {_inbox_lock_waiters(engine)}")
 
     async def scenario() -> list[Any]:
         try:
@@ -618,7 +619,7 @@ def test_postgresql_keeps_two_batches_in_flight_and_the_next_waits_for_a_connect
                         await until_waiting(len(deliveries))  # sent, blocked by the lock
                     else:
                         await asyncio.sleep(0.2)
-                assert lock_waiters() == 2  # the third and fourth wait for a connection
+                assert _inbox_lock_waiters(engine) == 2  # the third and fourth wait for a slot
                 assert not any(d.done() for d in deliveries)
                 locker.rollback()
                 return await asyncio.gather(*deliveries)
@@ -635,7 +636,7 @@ def test_postgresql_keeps_two_batches_in_flight_and_the_next_waits_for_a_connect
 
 
 def test_postgresql_sends_a_full_batch_within_the_turn_that_formed_it(
-    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    db_url: str, engine: Engine, writer: Any
 ) -> None:
     """EAGER_BATCH deliveries handled in one loop turn are sent by the request that completed
     the batch, before the turn ends (the server then verifies the rest of a burst while the batch
@@ -648,13 +649,10 @@ def test_postgresql_sends_a_full_batch_within_the_turn_that_formed_it(
     from sqlalchemy import text
 
     from payments_core.services.inbox import InboxItem
-    from webhook_server.inbox_writer import EAGER_BATCH, InboxUnavailable, InboxWriter
+    from webhook_server.inbox_writer import EAGER_BATCH, InboxUnavailable
 
     if not db_url.startswith("postgresql"):
         pytest.skip("SQLite is written synchronously by the writer's own turn")
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    get_settings.cache_clear()
-    writer = InboxWriter()
     writer.timeout = 1.0
 
     def waiting_inserts(seconds: float) -> int:
@@ -662,15 +660,7 @@ def test_postgresql_sends_a_full_batch_within_the_turn_that_formed_it(
         event loop stays blocked: nothing but what was already sent can reach the database."""
         deadline = time.monotonic() + seconds
         while True:
-            with engine.connect() as probe:
-                count = int(
-                    probe.execute(
-                        text(
-                            "SELECT count(*) FROM pg_locks "
-                            "WHERE relation = 'webhook_event'::regclass AND NOT granted"
-                        )
-                    ).scalar_one()
-                )
+            count = _inbox_lock_waiters(engine)
             if count or time.monotonic() > deadline:
                 return count
             time.sleep(0.02)
@@ -700,8 +690,11 @@ def test_postgresql_sends_a_full_batch_within_the_turn_that_formed_it(
                 sent_short = waiting_inserts(0.3)
                 results += await asyncio.gather(*short, return_exceptions=True)
                 locker.rollback()
-            return sent_short, sent_full, results, await writer.store(
-                InboxItem(_verified("evt_after"), b"{}", {})
+            return (
+                sent_short,
+                sent_full,
+                results,
+                await writer.store(InboxItem(_verified("evt_after"), b"{}", {})),
             )
         finally:
             await writer.close()
@@ -716,7 +709,7 @@ def test_postgresql_sends_a_full_batch_within_the_turn_that_formed_it(
 
 
 def test_a_batch_stores_any_body_bytes_and_headers_exactly(
-    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    db_url: str, engine: Engine, writer: Any
 ) -> None:
     """Bodies are kept byte for byte whatever they hold (empty, NUL, not UTF-8, the size limit),
     headers and ids with any Unicode; on PostgreSQL this batch is also larger than a socket
@@ -724,11 +717,7 @@ def test_a_batch_stores_any_body_bytes_and_headers_exactly(
     import asyncio
 
     from payments_core.services.inbox import InboxItem
-    from webhook_server.inbox_writer import InboxWriter
 
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    get_settings.cache_clear()
-    writer = InboxWriter()
     limit = get_settings().webhook_max_body_bytes
     bodies = [b"", b"\x00\xff\xfe\x80 not utf-8 \x00", "ünïcødé ✓ 😀".encode(), b"{}"]
     bodies += [bytes([i % 256]) * limit for i in range(40)]  # 10 MiB in one batch
@@ -759,7 +748,7 @@ def test_a_batch_stores_any_body_bytes_and_headers_exactly(
 
 
 def test_postgresql_a_connection_lost_while_idle_is_replaced(
-    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    db_url: str, engine: Engine, writer: Any
 ) -> None:
     """PostgreSQL ends one of the writer's idle connections (a restart, an administrator): the
     writer notices it closed and stores the next delivery on a new connection."""
@@ -768,13 +757,9 @@ def test_postgresql_a_connection_lost_while_idle_is_replaced(
     from sqlalchemy import text
 
     from payments_core.services.inbox import InboxItem
-    from webhook_server.inbox_writer import InboxWriter
 
     if not db_url.startswith("postgresql"):
         pytest.skip("SQLite has no server connection to lose")
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    get_settings.cache_clear()
-    writer = InboxWriter()
 
     def terminate_writer_connections() -> int:
         with engine.connect() as admin:
@@ -819,18 +804,15 @@ def test_a_started_server_keeps_start_up_objects_and_live_requests_out_of_young_
 
 
 def test_a_delivery_that_cannot_be_written_fails_alone_and_the_writer_goes_on(
-    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    db_url: str, engine: Engine, writer: Any
 ) -> None:
     """A delivery the inbox cannot encode (here a header that is not text) is answered 503 on
     its own; the others of its batch are stored, and so is what comes after."""
     import asyncio
 
     from payments_core.services.inbox import InboxItem
-    from webhook_server.inbox_writer import PG_IN_FLIGHT, InboxUnavailable, InboxWriter
+    from webhook_server.inbox_writer import PG_IN_FLIGHT, InboxUnavailable
 
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    get_settings.cache_clear()
-    writer = InboxWriter()
     bad: Any = {"content-type": object()}
     batch = [
         InboxItem(_verified("evt_ok_1"), b"{}", {}),
