@@ -273,9 +273,13 @@ def running_server() -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    # Keep-alive longer than any test client's timeout: uvicorn closes a connection idle for
+    # ``timeout_keep_alive`` and a client reusing it at that moment gets a reset (a POST is not
+    # retried), which is an HTTP race, not what these tests are about.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_keep_alive=60
     )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
